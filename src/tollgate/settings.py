@@ -521,3 +521,8 @@ class _Parser:
                 cache_write=self.number(spec["cache_write"], f"{where}.cache_write") if "cache_write" in spec else None,
             )
         return prices
+
+
+def export_config_path(path: str) -> None:
+    """Hand the config path to worker processes (read back by ``config_path_from_environment``)."""
+    os.environ["TOLLGATE_CONFIG"] = str(Path(path).resolve())

@@ -1,0 +1,123 @@
+"""The ``tollgate`` command line: serve, simulate, keys, budgets, report.
+
+Exit status: 0 success, 1 a runtime failure, 2 a bad invocation or an invalid configuration file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tollgate.errors import ConfigError
+from tollgate.settings import Settings, export_config_path, hash_key, load_settings
+
+DEFAULT_CONFIG = "tollgate.yaml"
+
+
+def _load(path: str) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"tollgate: invalid configuration: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tollgate.logs import configure_logging
+
+    settings = _load(args.config)  # validate before any worker starts
+    configure_logging(settings.log_level)
+    export_config_path(args.config)
+    uvicorn.run(
+        "tollgate.app:create_app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from tollgate.simulator import run_simulator
+
+    run_simulator(host=args.host, port=args.port, latency_ms=args.latency_ms, chunk_delay_ms=args.chunk_delay_ms)
+    return 0
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    from tollgate.services.authenticator import new_virtual_key
+
+    key = new_virtual_key()
+    print(f"key:    {key}")
+    print(f"config: key: \"sha256:{hash_key(key)}\"")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    print(
+        f"{args.config}: ok ({len(settings.providers)} providers, {len(settings.models)} models, "
+        f"{len(settings.keys)} keys, {len(settings.budgets)} budgets)"
+    )
+    return 0
+
+
+def _budgets_status(args: argparse.Namespace) -> int:
+    from tollgate.cli_budgets import budgets_status
+
+    return budgets_status(_load(args.config), as_json=args.json, out=sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tollgate", description="A token gateway for LLM APIs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default=DEFAULT_CONFIG, help="configuration file (default ./tollgate.yaml)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(run=_serve)
+
+    simulate = commands.add_parser("simulate", help="run the simulated OpenAI/Anthropic provider")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8100)
+    simulate.add_argument("--latency-ms", type=float, default=0.0, help="delay before the response headers")
+    simulate.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between stream chunks")
+    simulate.set_defaults(run=_simulate)
+
+    keys = commands.add_parser("keys", help="virtual keys").add_subparsers(dest="keys_command", required=True)
+    generate = keys.add_parser("generate", help="print a new key and the hash to put in the config")
+    generate.set_defaults(run=_keys_generate)
+
+    config = commands.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
+    check = config.add_parser("check", help="validate a configuration file")
+    check.add_argument("--config", default=DEFAULT_CONFIG)
+    check.set_defaults(run=_config_check)
+
+    budgets = commands.add_parser("budgets", help="budgets").add_subparsers(dest="budgets_command", required=True)
+    status = budgets.add_parser("status", help="used, reserved and remaining for the current windows")
+    status.add_argument("--config", default=DEFAULT_CONFIG)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_budgets_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

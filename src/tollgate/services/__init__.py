@@ -1,0 +1,1 @@
+"""Request-path services: authentication, routing, admission, metering and recording."""

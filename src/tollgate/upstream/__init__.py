@@ -1,0 +1,1 @@
+"""Outbound I/O: the pooled HTTP client to providers and the provider credentials it injects."""
