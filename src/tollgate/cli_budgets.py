@@ -1,0 +1,121 @@
+"""``tollgate budgets status``: every budget and scope value in its current window, as a table or as JSON.
+
+It opens the configured counter store directly (the ``--url`` form through the admin API is a later issue), reads
+the counters with their expired reservations purged, and prints used, reserved, limit (after overrides), percent
+used, the reset time and, for soft and shadow budgets, how many requests they would have refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+import orjson
+
+from tollgate.errors import StoreUnavailable
+from tollgate.services.admission import Admission, BudgetStatus
+from tollgate.settings import Settings
+from tollgate.stores import open_counter_store
+
+_COLUMNS = (
+    "BUDGET",
+    "SCOPE",
+    "VALUE",
+    "WINDOW",
+    "ENFORCE",
+    "USED",
+    "RESERVED",
+    "LIMIT",
+    "USED%",
+    "RESETS AT",
+    "BLOCKED",
+)
+
+
+def budgets_status(
+    settings: Settings, *, as_json: bool, out: TextIO, now: float | None = None, err: TextIO | None = None
+) -> int:
+    """Print the status; exit status 0, or 1 when the store cannot be read."""
+    at = time.time() if now is None else now
+    try:
+        rows = asyncio.run(_collect(settings, at))
+    except StoreUnavailable as exc:
+        print(f"tollgate: {exc.message} ({settings.store.split('://', 1)[0]})", file=err or sys.stderr)
+        return 1
+    out.write(render_json(rows, settings.timezone) if as_json else render_table(rows))
+    return 0
+
+
+async def _collect(settings: Settings, now: float) -> list[BudgetStatus]:
+    store = open_counter_store(settings.store)
+    try:
+        return await Admission(settings, store).status(now)
+    finally:
+        await store.close()
+
+
+def render_json(rows: Sequence[BudgetStatus], timezone: str) -> str:
+    return orjson.dumps({"timezone": timezone, "budgets": [_as_dict(row) for row in rows]}).decode() + "\n"
+
+
+def _as_dict(row: BudgetStatus) -> dict[str, object]:
+    percent = row.percent
+    return {
+        "budget": row.budget,
+        "scope": row.scope,
+        "scope_value": row.scope_value,
+        "window": row.window,
+        "window_start": row.window_start,
+        "reset_at": row.reset_at,
+        "enforce": row.enforce,
+        "mode": row.mode,
+        "limit": {"tokens": row.limit_tokens, "usd": _usd(row.limit_micros)},
+        "used": {"tokens": row.used_tokens, "usd": _usd(row.used_micros)},
+        "reserved": {"tokens": row.reserved_tokens, "usd": _usd(row.reserved_micros)},
+        "percent": None if percent is None else round(percent, 2),
+        "would_have_blocked": row.blocked,
+    }
+
+
+def _usd(micros: int | None) -> float | None:
+    return None if micros is None else micros / 1_000_000
+
+
+def render_table(rows: Sequence[BudgetStatus]) -> str:
+    if not rows:
+        return "no budgets configured\n"
+    cells = [_COLUMNS, *(_cells(row) for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n" for line in cells
+    )
+
+
+def _cells(row: BudgetStatus) -> tuple[str, ...]:
+    percent = row.percent
+    return (
+        row.budget,
+        row.scope,
+        row.scope_value if row.scope_value is not None else "-",
+        row.window,
+        row.enforce,
+        _amount(row, row.used_tokens, row.used_micros),
+        _amount(row, row.reserved_tokens, row.reserved_micros),
+        _amount(row, row.limit_tokens, row.limit_micros),
+        "-" if percent is None else f"{percent:.1f}%",
+        row.reset_at,
+        "-" if row.enforce == "hard" else str(row.blocked),
+    )
+
+
+def _amount(row: BudgetStatus, tokens: int | None, micros: int | None) -> str:
+    """The units this budget limits: ``1,234 tok``, ``$5.00`` or both."""
+    parts = []
+    if row.limit_tokens is not None:
+        parts.append(f"{tokens or 0:,} tok")
+    if row.limit_micros is not None:
+        parts.append(f"${(micros or 0) / 1_000_000:,.2f}")
+    return " / ".join(parts)

@@ -1,0 +1,314 @@
+"""``tollgate report``, the chargeback CSV and the FOCUS export: ledger aggregates for people and tools.
+
+``report``, ``chargeback`` and ``focus_export`` are what the argument parser in ``cli.py`` calls. Each opens the
+configured ledger (``settings.ledger``) directly, brings its schema up to date, runs ONE aggregating query and
+prints the result as a table, CSV or JSON. Exit status: 0 success, 1 the ledger could not be read, 2 bad options
+(the message says which).
+
+Money is printed from integer micro-dollars exactly: ``cost_usd`` has six decimal places in tables and CSV, and is
+a JSON number whose text is that same decimal (``cost_micros`` beside it is the integer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import sys
+import zoneinfo
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import orjson
+
+from tollgate.errors import BadRequest, StoreUnavailable
+from tollgate.ledger import open_ledger
+from tollgate.ledger.focus import (
+    FOCUS_COLUMNS,
+    csv_values,
+    focus_query,
+    focus_rows,
+    json_values,
+    parse_attribution,
+    provider_names,
+)
+from tollgate.ledger.reports import (
+    Period,
+    Report,
+    ReportQuery,
+    ReportRow,
+    make_report,
+    parse_by,
+    parse_period,
+    report_query,
+    usd,
+    usd_number,
+)
+from tollgate.settings import Settings
+
+FORMATS = ("table", "csv", "json")
+FOCUS_FORMATS = ("csv", "json")
+MEASURE_COLUMNS = (
+    "requests",
+    "rejections",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_usd",
+)
+_TABLE_HEADINGS = (
+    "REQUESTS",
+    "REJECTED",
+    "INPUT",
+    "CACHED",
+    "CACHE_WRITE",
+    "OUTPUT",
+    "REASONING",
+    "TOTAL_TOKENS",
+    "COST_USD",
+)
+CHARGEBACK_COLUMNS = (
+    "period_start",
+    "period_end",
+    "team",
+    "requests",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_usd",
+)
+UNATTRIBUTED = "(unattributed)"
+NONE_IN_TABLE = "(none)"
+
+
+def report(
+    settings: Settings,
+    *,
+    by: list[str],
+    period: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    daily: bool,
+    fmt: str,
+    out: TextIO,
+    err: TextIO | None = None,
+    today: dt.date | None = None,
+) -> int:
+    """Requests, tokens by kind, cost and rejections per group (and per local day with ``daily``)."""
+    try:
+        if fmt not in FORMATS:
+            raise BadRequest(f"--format must be one of {', '.join(FORMATS)}")
+        names = parse_by(by)
+        query = report_query(_period(settings, period, date_from, date_to, today), names, daily=daily)
+        rows = asyncio.run(_summarize(settings.ledger, query))
+    except (BadRequest, StoreUnavailable) as exc:
+        return _fail(exc, err)
+    result = make_report(query, names, rows)
+    if fmt == "json":
+        out.write(render_json(result))
+    elif fmt == "csv":
+        render_csv(result, out)
+    else:
+        out.write(render_table(result))
+    return 0
+
+
+def chargeback(
+    settings: Settings,
+    *,
+    period: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    out: TextIO,
+    team: str | None = None,
+    err: TextIO | None = None,
+    today: dt.date | None = None,
+) -> int:
+    """One CSV line per team (or only ``team``): what the period's usage cost it. Requests without a team are
+    charged to ``(unattributed)``."""
+    try:
+        chosen = _period(settings, period, date_from, date_to, today)
+        query = report_query(chosen, ["team"], daily=False, filters={"team": [team]} if team else None)
+        rows = asyncio.run(_summarize(settings.ledger, query))
+    except (BadRequest, StoreUnavailable) as exc:
+        return _fail(exc, err)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CHARGEBACK_COLUMNS)
+    for row in make_report(query, ["team"], rows).rows:
+        writer.writerow(
+            [
+                chosen.first_day.isoformat(),
+                chosen.last_day.isoformat(),
+                row.group[0] or UNATTRIBUTED,
+                row.requests,
+                row.input_tokens,
+                row.cached_input_tokens,
+                row.cache_write_tokens,
+                row.output_tokens,
+                row.reasoning_tokens,
+                row.total_tokens,
+                usd(row.cost_micros),
+            ]
+        )
+    return 0
+
+
+def focus_export(
+    settings: Settings,
+    *,
+    period: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    fmt: str,
+    out: TextIO,
+    by: list[str] | None = None,
+    err: TextIO | None = None,
+    today: dt.date | None = None,
+) -> int:
+    """The period's usage as FOCUS rows (see ``ledger/focus.py``), as CSV or a JSON array. ``by`` narrows the
+    attribution columns in the grain and in Tags (default: team, developer, repo, env)."""
+    try:
+        if fmt not in FOCUS_FORMATS:
+            raise BadRequest(f"--format must be one of {', '.join(FOCUS_FORMATS)}")
+        attribution = parse_attribution(by)
+        query = focus_query(_period(settings, period, date_from, date_to, today), attribution)
+        rows = asyncio.run(_summarize(settings.ledger, query))
+    except (BadRequest, StoreUnavailable) as exc:
+        return _fail(exc, err)
+    focus = focus_rows(
+        rows, timezone=settings.timezone, providers=provider_names(settings.providers), attribution=attribution
+    )
+    if fmt == "json":
+        out.write(orjson.dumps([json_values(row) for row in focus], option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(FOCUS_COLUMNS)
+        writer.writerows(csv_values(row) for row in focus)
+    return 0
+
+
+# -- rendering -------------------------------------------------------------------------------------------------------
+
+
+def render_table(result: Report) -> str:
+    """Aligned columns, one line per row and a TOTAL line; without groups only the TOTAL line."""
+    daily = result.query.daily
+    keys = [*(["DAY"] if daily else []), *(name.upper() for name in result.by)]
+    lines = [[*_keys(row, daily, NONE_IN_TABLE), *_table_measures(row)] for row in result.rows] if keys else []
+    keys = keys or [""]
+    lines.append(["TOTAL", *[""] * (len(keys) - 1), *_table_measures(result.total)])
+    headings = [*keys, *_TABLE_HEADINGS]
+    widths = [max(len(line[index]) for line in [headings, *lines]) for index in range(len(headings))]
+    title = f"usage {result.query.period.label}" + (f" by {','.join(result.by)}" if result.by else "")
+    text = [title]
+    for line in [headings, *lines]:
+        cells = [
+            cell.ljust(width) if index < len(keys) else cell.rjust(width)
+            for index, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        text.append("  ".join(cells).rstrip())
+    return "\n".join(text) + "\n"
+
+
+def render_csv(result: Report, out: TextIO) -> None:
+    daily = result.query.daily
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*(["day"] if daily else []), *result.by, *MEASURE_COLUMNS])
+    for row in result.rows:
+        writer.writerow([*_keys(row, daily, ""), *_measures(row), usd(row.cost_micros)])
+
+
+def render_json(result: Report) -> str:
+    period = result.query.period
+    document = {
+        "period": _period_json(period),
+        "by": list(result.by),
+        "daily": result.query.daily,
+        "rows": [_row_json(result, row) for row in result.rows],
+        "total": _measures_json(result.total),
+    }
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def _period_json(period: Period) -> dict[str, Any]:
+    return {
+        "from": period.first_day.isoformat(),
+        "to": period.last_day.isoformat(),
+        "timezone": period.timezone,
+        "start": dt.datetime.fromtimestamp(period.start, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": dt.datetime.fromtimestamp(period.end, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _row_json(result: Report, row: ReportRow) -> dict[str, Any]:
+    keys: dict[str, Any] = {"day": row.day.isoformat()} if row.day is not None else {}
+    keys.update(zip(result.by, row.group, strict=True))
+    return {**keys, **_measures_json(row)}
+
+
+def _measures_json(row: ReportRow) -> dict[str, Any]:
+    return {
+        "requests": row.requests,
+        "rejections": row.rejections,
+        "input_tokens": row.input_tokens,
+        "cached_input_tokens": row.cached_input_tokens,
+        "cache_write_tokens": row.cache_write_tokens,
+        "output_tokens": row.output_tokens,
+        "reasoning_tokens": row.reasoning_tokens,
+        "total_tokens": row.total_tokens,
+        "cost_micros": row.cost_micros,
+        "cost_usd": usd_number(row.cost_micros),
+    }
+
+
+def _keys(row: ReportRow, daily: bool, none: str) -> list[str]:
+    day = [row.day.isoformat() if row.day is not None else ""] if daily else []
+    return [*day, *(none if value is None else value for value in row.group)]
+
+
+def _measures(row: ReportRow) -> list[int]:
+    return [
+        row.requests,
+        row.rejections,
+        row.input_tokens,
+        row.cached_input_tokens,
+        row.cache_write_tokens,
+        row.output_tokens,
+        row.reasoning_tokens,
+        row.total_tokens,
+    ]
+
+
+def _table_measures(row: ReportRow) -> list[str]:
+    return [f"{value:,}" for value in _measures(row)] + [usd(row.cost_micros)]
+
+
+# -- plumbing --------------------------------------------------------------------------------------------------------
+
+
+def _period(
+    settings: Settings, period: str | None, date_from: str | None, date_to: str | None, today: dt.date | None
+) -> Period:
+    if today is None:
+        today = dt.datetime.now(zoneinfo.ZoneInfo(settings.timezone)).date()
+    return parse_period(period, date_from, date_to, timezone=settings.timezone, today=today)
+
+
+async def _summarize(url: str, query: ReportQuery) -> Sequence[ReportRow]:
+    ledger = open_ledger(url)
+    try:
+        await ledger.migrate()
+        return await ledger.summarize(query)
+    finally:
+        await ledger.close()
+
+
+def _fail(exc: BadRequest | StoreUnavailable, err: TextIO | None) -> int:
+    print(f"tollgate: {exc.message}", file=err or sys.stderr)
+    return 2 if isinstance(exc, BadRequest) else 1

@@ -1,0 +1,51 @@
+"""The durable usage ledger: one row per request, written off the hot path, read by reports and exports.
+
+``Ledger`` is the port every ledger store satisfies (``sqlite_ledger.SqliteLedger``,
+``postgres_ledger.PostgresLedger``); ``open_ledger`` picks one by URL. The stores are imported only when opened,
+so importing the pure parts of this package (``schema``, ``reports``, ``focus``) never loads a database driver.
+Every ``Ledger`` method raises ``StoreUnavailable`` when the database fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from tollgate.ledger.reports import ReportQuery, ReportRow
+from tollgate.types import UsageRecord
+
+__all__ = ["Ledger", "open_ledger"]
+
+
+class Ledger(Protocol):
+    async def migrate(self) -> int:
+        """Apply the schema migrations not yet applied (safe to call from many workers at once); how many ran."""
+        ...
+
+    async def insert(self, records: Sequence[UsageRecord]) -> int:
+        """Insert in one transaction, skipping request ids already present; how many rows were new. Returns only
+        after the commit."""
+        ...
+
+    async def summarize(self, query: ReportQuery) -> list[ReportRow]:
+        """One aggregating query; rows in no particular order (``reports.make_report`` orders them)."""
+        ...
+
+    async def count(self) -> int:
+        """How many rows the ledger holds."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_ledger(url: str) -> Ledger:
+    """The ledger store for ``sqlite:///path`` or ``postgresql://…`` (``postgres://…``); not connected until used."""
+    if url.startswith("sqlite:"):
+        from tollgate.ledger.sqlite_ledger import SqliteLedger
+
+        return SqliteLedger.from_url(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from tollgate.ledger.postgres_ledger import PostgresLedger
+
+        return PostgresLedger(url)
+    raise ValueError(f"not a ledger URL (sqlite:/// or postgresql://): {url.split('://', 1)[0]!r}")

@@ -1,0 +1,203 @@
+"""The ledger table and its versioned migrations, written once and rendered for SQLite and PostgreSQL.
+
+One row per request (admitted or rejected), keyed by ``request_id``. Columns are declared once in ``V1_COLUMNS``
+with a portable kind; ``ddl`` renders them per dialect. Money is ``cost_micros``, an integer count of micro-dollars
+(docs/decisions/0051); ``started_at`` is unix seconds (``REAL``) in SQLite and ``timestamptz`` in PostgreSQL.
+
+Migrations are numbered and append-only: never edit a released one. A later change adds ``Migration(2, …)`` with
+its own statements (for a new column: an ``ALTER TABLE … ADD COLUMN`` per dialect, and the column appended to
+``COLUMNS`` only, never to ``V1_COLUMNS``). Applied versions are recorded in ``schema_migrations`` under the
+component name ``ledger``, so other parts of tollgate can share that table in the same database. The adapters apply
+migrations under a lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL an advisory lock), so concurrent workers starting at
+once apply each version exactly once.
+
+Pure: no I/O here; ``ledger/sqlite_ledger.py`` and ``ledger/postgres_ledger.py`` execute what this module renders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tollgate.types import UsageRecord
+
+TABLE = "usage_ledger"
+MIGRATIONS_TABLE = "schema_migrations"
+COMPONENT = "ledger"
+SQLITE = "sqlite"
+POSTGRES = "postgres"
+
+# Portable column kinds and their rendering per dialect.
+TEXT = "text"  # NOT NULL text
+TEXT_NULL = "text?"
+INT = "int"  # NOT NULL integer (token counts, status)
+BIGINT = "bigint"  # NOT NULL 64-bit integer (micro-dollars)
+FLOAT = "float"
+FLOAT_NULL = "float?"
+BOOL = "bool"
+TIMESTAMP = "timestamp"
+
+_TYPES: dict[str, dict[str, str]] = {
+    SQLITE: {
+        TEXT: "TEXT NOT NULL",
+        TEXT_NULL: "TEXT",
+        INT: "INTEGER NOT NULL",
+        BIGINT: "INTEGER NOT NULL",
+        FLOAT: "REAL NOT NULL",
+        FLOAT_NULL: "REAL",
+        BOOL: "INTEGER NOT NULL",
+        TIMESTAMP: "REAL NOT NULL",  # unix seconds
+    },
+    POSTGRES: {
+        TEXT: "text NOT NULL",
+        TEXT_NULL: "text",
+        INT: "integer NOT NULL",
+        BIGINT: "bigint NOT NULL",
+        FLOAT: "double precision NOT NULL",
+        FLOAT_NULL: "double precision",
+        BOOL: "boolean NOT NULL",
+        TIMESTAMP: "timestamptz NOT NULL",
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    kind: str
+
+
+# The columns migration 1 creates, in insert order. Frozen: later columns go into ``COLUMNS`` via a new migration.
+V1_COLUMNS: tuple[Column, ...] = (
+    Column("request_id", TEXT),
+    Column("started_at", TIMESTAMP),
+    Column("key_name", TEXT_NULL),
+    Column("developer", TEXT_NULL),
+    Column("team", TEXT_NULL),
+    Column("repo", TEXT_NULL),
+    Column("env", TEXT_NULL),
+    Column("endpoint", TEXT),
+    Column("model", TEXT_NULL),  # as the caller asked for it
+    Column("upstream_model", TEXT_NULL),  # as served
+    Column("provider", TEXT_NULL),
+    Column("deployment", TEXT_NULL),
+    Column("input_tokens", INT),
+    Column("cached_input_tokens", INT),
+    Column("cache_write_tokens", INT),
+    Column("output_tokens", INT),
+    Column("reasoning_tokens", INT),
+    Column("cost_micros", BIGINT),
+    Column("estimate_tokens", INT),
+    Column("status", INT),
+    Column("outcome", TEXT),
+    Column("rejected_by", TEXT_NULL),
+    Column("streamed", BOOL),
+    Column("usage_source", TEXT),
+    Column("latency_ms", FLOAT),
+    Column("ttft_ms", FLOAT_NULL),
+)
+COLUMNS: tuple[Column, ...] = V1_COLUMNS
+COLUMN_NAMES: tuple[str, ...] = tuple(column.name for column in COLUMNS)
+
+# Reports filter on time, and on time within one team / developer / repo / model / env.
+INDEXED_DIMENSIONS: tuple[str, ...] = ("team", "developer", "repo", "model", "env")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+    def statements(self, dialect: str) -> tuple[str, ...]:
+        if dialect == SQLITE:
+            return self.sqlite
+        if dialect == POSTGRES:
+            return self.postgres
+        raise ValueError(f"unknown dialect {dialect!r}")
+
+
+def create_table(dialect: str, columns: tuple[Column, ...] = V1_COLUMNS) -> str:
+    """``CREATE TABLE`` for the ledger; ``request_id`` is the primary key (PostgreSQL) or a unique key beside the
+    rowid (SQLite, so a full scan reads the table in insertion order)."""
+    types = _TYPES[dialect]
+    lines = [f"{column.name} {types[column.kind]}" for column in columns]
+    if dialect == SQLITE:
+        lines.insert(0, "id INTEGER PRIMARY KEY")
+        lines.append("UNIQUE (request_id)")
+    else:
+        lines.append("PRIMARY KEY (request_id)")
+    body = ",\n    ".join(lines)
+    return f"CREATE TABLE IF NOT EXISTS {TABLE} (\n    {body}\n)"
+
+
+def create_indexes() -> tuple[str, ...]:
+    """The report indexes; the same text in both dialects."""
+    statements = [f"CREATE INDEX IF NOT EXISTS {TABLE}_started_at ON {TABLE} (started_at)"]
+    statements += [
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_{name}_started_at ON {TABLE} ({name}, started_at)"
+        for name in INDEXED_DIMENSIONS
+    ]
+    return tuple(statements)
+
+
+def create_migrations_table(dialect: str) -> str:
+    applied_at = "REAL NOT NULL" if dialect == SQLITE else "timestamptz NOT NULL DEFAULT now()"
+    return (
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (\n"
+        "    component TEXT NOT NULL,\n"
+        "    version INTEGER NOT NULL,\n"
+        "    name TEXT NOT NULL,\n"
+        f"    applied_at {applied_at},\n"
+        "    PRIMARY KEY (component, version)\n"
+        ")"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        name="create usage_ledger",
+        sqlite=(create_table(SQLITE), *create_indexes()),
+        postgres=(create_table(POSTGRES), *create_indexes()),
+    ),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def pending(applied: set[int]) -> tuple[Migration, ...]:
+    """The migrations not yet applied, in version order."""
+    return tuple(migration for migration in MIGRATIONS if migration.version not in applied)
+
+
+def row_values(record: UsageRecord) -> tuple[object, ...]:
+    """One record as a row in ``COLUMNS`` order (``started_at`` as unix seconds; adapters convert it)."""
+    usage = record.usage
+    return (
+        record.request_id,
+        record.started_at,
+        record.key_name,
+        record.developer,
+        record.team,
+        record.repo,
+        record.env,
+        record.endpoint,
+        record.model,
+        record.upstream_model,
+        record.provider,
+        record.deployment,
+        usage.input_tokens,
+        usage.cached_input_tokens,
+        usage.cache_write_tokens,
+        usage.output_tokens,
+        usage.reasoning_tokens,
+        record.cost_micros,
+        record.estimate_tokens,
+        record.status,
+        record.outcome,
+        record.rejected_by,
+        record.streamed,
+        record.usage_source,
+        record.latency_ms,
+        record.ttft_ms,
+    )

@@ -1,0 +1,109 @@
+-- reserve.lua: hold one request's estimate on every claimed counter, or on none (docs/budgets.md).
+--
+-- KEYS: per claim, 3 keys: the counter hash, its reservations sorted set, its budget/window index set.
+-- ARGV[1] now, ARGV[2] reservation member ("<id>|<tokens>|<micros>"), ARGV[3] tokens, ARGV[4] micros,
+-- ARGV[5] deadline; then per claim 6 values: scope value, expires_at, cap tokens (-1: none), cap micros (-1: none),
+-- reserve ("1": hold the estimate; "0": post mode), blocking ("1": hard budget).
+-- Counter fields: ut/um used tokens/micros, rt/rm reserved tokens/micros, b would-have-blocked count.
+-- Returns {refused, then 5 integers per claim: ut, um, rt, rm, b}; refused is the 1-based index of the first hard
+-- claim without room (then nothing but the purges was written) or 0. The rule mirrors Claim.admits in
+-- tollgate/budgets/model.py.
+
+local now = ARGV[1]
+local member = ARGV[2]
+local tokens = tonumber(ARGV[3])
+local micros = tonumber(ARGV[4])
+local deadline = ARGV[5]
+local n = #KEYS / 3
+
+local function int(x)
+  return string.format('%d', x)
+end
+
+-- Drop the counter's reservations whose deadline passed and give back what they held.
+local function purge(counter, holds)
+  local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+  if #expired == 0 then
+    return
+  end
+  local t, m = 0, 0
+  for _, held in ipairs(expired) do
+    local a, b = string.match(held, '|(%d+)|(%d+)$')
+    t = t + tonumber(a)
+    m = m + tonumber(b)
+  end
+  redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+  redis.call('HINCRBY', counter, 'rt', int(-t))
+  redis.call('HINCRBY', counter, 'rm', int(-m))
+end
+
+local function fits(held, amount, cap)
+  return cap < 0 or (held < cap and held + amount <= cap)
+end
+
+-- Redis does not roll a script back when a command fails midway, so every key's type is checked before the first
+-- write: a script either fails before writing or writes everything.
+local function wrong_type(key, kind)
+  local t = redis.call('TYPE', key)['ok']
+  return t ~= 'none' and t ~= kind
+end
+
+for i = 1, n do
+  if wrong_type(KEYS[3 * i - 2], 'hash') or wrong_type(KEYS[3 * i - 1], 'zset') or wrong_type(KEYS[3 * i], 'set') then
+    return redis.error_reply('WRONGTYPE a counter key has the wrong type')
+  end
+end
+
+local states, fit = {}, {}
+local refused = 0
+for i = 1, n do
+  local counter, holds = KEYS[3 * i - 2], KEYS[3 * i - 1]
+  local a = 5 + 6 * (i - 1)
+  purge(counter, holds)
+  local v = redis.call('HMGET', counter, 'ut', 'um', 'rt', 'rm', 'b')
+  local s = {tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0, tonumber(v[5]) or 0}
+  states[i] = s
+  local reserve = ARGV[a + 5] == '1'
+  local t = reserve and tokens or 0
+  local m = reserve and micros or 0
+  fit[i] = fits(s[1] + s[3], t, tonumber(ARGV[a + 3])) and fits(s[2] + s[4], m, tonumber(ARGV[a + 4]))
+  if refused == 0 and not fit[i] and ARGV[a + 6] == '1' then
+    refused = i
+  end
+end
+
+if refused == 0 then
+  for i = 1, n do
+    local counter, holds, index = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+    local a = 5 + 6 * (i - 1)
+    local expires = ARGV[a + 2]
+    local wrote = false
+    if ARGV[a + 5] == '1' then
+      redis.call('HINCRBY', counter, 'rt', ARGV[3])
+      redis.call('HINCRBY', counter, 'rm', ARGV[4])
+      redis.call('ZADD', holds, deadline, member)
+      redis.call('EXPIREAT', holds, expires)
+      states[i][3] = states[i][3] + tokens
+      states[i][4] = states[i][4] + micros
+      wrote = true
+    end
+    if not fit[i] then
+      redis.call('HINCRBY', counter, 'b', 1)
+      states[i][5] = states[i][5] + 1
+      wrote = true
+    end
+    if wrote then
+      redis.call('EXPIREAT', counter, expires)
+      redis.call('SADD', index, ARGV[a + 1])
+      redis.call('EXPIREAT', index, expires)
+    end
+  end
+end
+
+local out = {refused}
+for i = 1, n do
+  for j = 1, 5 do
+    out[#out + 1] = states[i][j]
+  end
+end
+return out
