@@ -26,7 +26,12 @@ class ServerThread:
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
-            app, loop="uvloop", http="httptools", lifespan="on", log_level="warning", access_log=False,
+            app,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)

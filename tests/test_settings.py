@@ -51,11 +51,14 @@ def test_alias_maps_to_upstream_model(tmp_path: Path) -> None:
 
 
 def test_keys_from_env_and_sha256(tmp_path: Path) -> None:
-    text = BASE + f"""
+    text = (
+        BASE
+        + f"""
 keys:
   - {{name: alice, key: env:ALICE_KEY, developer: alice, team: payments, env: dev, models: [fast]}}
   - {{name: bob, key: "sha256:{hash_key(GOOD_KEY)}", team: search, expires: 2027-01-01, revoked: true}}
 """
+    )
     settings = load_settings(write(tmp_path, text), environ={"OPENAI_API_KEY": "k", "ALICE_KEY": "tg-" + "b" * 43})
     alice, bob = settings.keys
     assert alice.key_hash == hash_key("tg-" + "b" * 43)
@@ -75,18 +78,36 @@ keys:
         ("keys:\n  - {name: a, key: env:K}\n", {"K": "sk-short"}, "keys[0].key: a virtual key must start with tg-"),
         ("keys:\n  - {name: a, key: plain-text}\n", {}, "keys[0].key: a secret must be a reference"),
         ("keys:\n  - {name: a, key: 'sha256:abc'}\n", {}, "keys[0].key: a sha256: key must be 64 lowercase hex digits"),
-        ("keys:\n  - {name: a, key: env:K, models: [nope]}\n", {"K": GOOD_KEY},
-         "keys[0].models[0]: no model named 'nope' under models"),
-        ("budgets:\n  - {name: b, scope: planet, window: daily, limit: {tokens: 1}}\n", {},
-         "budgets[0].scope: must be one of global, team, developer, repo, env, key, model"),
-        ("budgets:\n  - {name: b, scope: team, window: hourly, limit: {tokens: 1}}\n", {},
-         "budgets[0].window: must be one of daily, weekly, monthly"),
-        ("budgets:\n  - {name: b, scope: team, window: daily, limit: {}}\n", {},
-         "budgets[0].limit: must give tokens, usd or both"),
-        ("budgets:\n  - {name: b, scope: team, window: daily, limit: {tokens: -5}}\n", {},
-         "budgets[0].limit.tokens: must be a whole number >= 0"),
-        ("budgets:\n  - {name: b, scope: team, window: daily, limit: {tokens: 1}, enforce: maybe}\n", {},
-         "budgets[0].enforce: must be one of hard, soft, shadow"),
+        (
+            "keys:\n  - {name: a, key: env:K, models: [nope]}\n",
+            {"K": GOOD_KEY},
+            "keys[0].models[0]: no model named 'nope' under models",
+        ),
+        (
+            "budgets:\n  - {name: b, scope: planet, window: daily, limit: {tokens: 1}}\n",
+            {},
+            "budgets[0].scope: must be one of global, team, developer, repo, env, key, model",
+        ),
+        (
+            "budgets:\n  - {name: b, scope: team, window: hourly, limit: {tokens: 1}}\n",
+            {},
+            "budgets[0].window: must be one of daily, weekly, monthly",
+        ),
+        (
+            "budgets:\n  - {name: b, scope: team, window: daily, limit: {}}\n",
+            {},
+            "budgets[0].limit: must give tokens, usd or both",
+        ),
+        (
+            "budgets:\n  - {name: b, scope: team, window: daily, limit: {tokens: -5}}\n",
+            {},
+            "budgets[0].limit.tokens: must be a whole number >= 0",
+        ),
+        (
+            "budgets:\n  - {name: b, scope: team, window: daily, limit: {tokens: 1}, enforce: maybe}\n",
+            {},
+            "budgets[0].enforce: must be one of hard, soft, shadow",
+        ),
     ],
 )
 def test_invalid_config_names_file_field_and_fault(

@@ -7,6 +7,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tollgate.api.gateway import GatewayApp
+from tollgate.budgets.pricing_check import check_budget_prices
+from tollgate.ledger import open_ledger
+from tollgate.logs import configure_logging
+from tollgate.ledger.writer import LedgerWriter
 from tollgate.pricing import PriceTable
 from tollgate.services.admission import Admission, CounterStore
 from tollgate.services.authenticator import Authenticator
@@ -62,10 +66,13 @@ def build_gateway(settings: Settings) -> Gateway:
         name: (f"http://127.0.0.1:{sim_sockets[name].getsockname()[1]}" if name in sim_sockets else p.base_url)
         for name, p in settings.providers.items()
     }
-    # 2. Stores.
-    store = open_counter_store(settings.store)
-    # 3. Services.
+    # 2. Prices: a model that can fall under a USD budget must have one (never silently free).
     prices = PriceTable(settings.prices)
+    check_budget_prices(settings, prices.price_for)
+    # 3. Stores.
+    store = open_counter_store(settings.store)
+    ledger = open_ledger(settings.ledger)
+    # 4. Services.
     authenticator = Authenticator(settings.keys)
     router = ModelRouter(settings.models, settings.providers, base_urls)
     admission = Admission(settings, store)
@@ -73,23 +80,47 @@ def build_gateway(settings: Settings) -> Gateway:
     recorder = FanOutRecorder([LogRecorder(), memory])
     upstream = UpstreamClient()
     proxy = ProxyService(
-        authenticator=authenticator, router=router, admission=admission, upstream=upstream, prices=prices,
-        recorder=recorder, fallback_on=settings.fallback_on,
+        authenticator=authenticator,
+        router=router,
+        admission=admission,
+        upstream=upstream,
+        prices=prices,
+        recorder=recorder,
+        fallback_on=settings.fallback_on,
     )
     gateway = Gateway(
         app=None,  # type: ignore[arg-type]  # set just below: the app needs the gateway's hooks
-        settings=settings, store=store, admission=admission, recorder=memory, upstream=upstream,
+        settings=settings,
+        store=store,
+        admission=admission,
+        recorder=memory,
+        upstream=upstream,
     )
-    # 4. The HTTP edge.
+    # 5. The HTTP edge.
     gateway.app = GatewayApp(
-        proxy=proxy, authenticator=authenticator, router=router, max_body_bytes=settings.max_body_bytes,
-        startup=gateway.startup, shutdown=gateway.shutdown, ready=gateway.ready,
+        proxy=proxy,
+        authenticator=authenticator,
+        router=router,
+        max_body_bytes=settings.max_body_bytes,
+        startup=gateway.startup,
+        shutdown=gateway.shutdown,
+        ready=gateway.ready,
     )
-    # 5. Lifecycle: simulators first up, last down; the upstream pool and the store close on shutdown.
+    # 6. Lifecycle: simulators first up, last down; the ledger writer drains the store's outbox (settle writes the
+    #    ledger entry there atomically) and flushes on shutdown; then the upstream pool and the stores close.
     for sock in sim_sockets.values():
         _add_simulator(gateway, sock)
-    gateway.shutdown_hooks.append(upstream.close)
+    writer = LedgerWriter(ledger, outbox=store)
+
+    async def start_ledger() -> None:
+        await ledger.migrate()
+        await writer.start()
+
+    gateway.startup_hooks.append(start_ledger)
+    gateway.shutdown_hooks.append(ledger.close)
     gateway.shutdown_hooks.append(store.close)
+    gateway.shutdown_hooks.append(upstream.close)
+    gateway.shutdown_hooks.append(writer.close)
     return gateway
 
 
@@ -115,4 +146,6 @@ def create_app(settings: Settings) -> GatewayApp:
 
 def create_app_from_environment() -> GatewayApp:
     """The factory each server worker calls (``tollgate serve`` passes the config path in the environment)."""
-    return create_app(load_settings(config_path_from_environment()))
+    settings = load_settings(config_path_from_environment())
+    configure_logging(settings.log_level)  # worker processes are spawned: configure their logging here too
+    return create_app(settings)

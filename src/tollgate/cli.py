@@ -16,8 +16,13 @@ DEFAULT_CONFIG = "tollgate.yaml"
 
 
 def _load(path: str) -> Settings:
+    from tollgate.budgets.pricing_check import check_budget_prices
+    from tollgate.pricing import PriceTable
+
     try:
-        return load_settings(path)
+        settings = load_settings(path)
+        check_budget_prices(settings, PriceTable(settings.prices).price_for)
+        return settings
     except ConfigError as exc:
         print(f"tollgate: invalid configuration: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -50,7 +55,15 @@ def _serve(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from tollgate.simulator import run_simulator
 
-    run_simulator(host=args.host, port=args.port, latency_ms=args.latency_ms, chunk_delay_ms=args.chunk_delay_ms)
+    run_simulator(
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        chunk_delay_ms=args.chunk_delay_ms,
+        record=not args.no_record,
+        require_key=args.require_key,
+        reply_words=args.reply_words,
+    )
     return 0
 
 
@@ -59,7 +72,7 @@ def _keys_generate(args: argparse.Namespace) -> int:
 
     key = new_virtual_key()
     print(f"key:    {key}")
-    print(f"config: key: \"sha256:{hash_key(key)}\"")
+    print(f'config: key: "sha256:{hash_key(key)}"')
     return 0
 
 
@@ -78,6 +91,56 @@ def _budgets_status(args: argparse.Namespace) -> int:
     return budgets_status(_load(args.config), as_json=args.json, out=sys.stdout)
 
 
+def _period_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    parser.add_argument("--period", help="2026, 2026-11 or 2026-11-05 (default: the current month)")
+    parser.add_argument("--from", dest="date_from", help="first day, YYYY-MM-DD")
+    parser.add_argument("--to", dest="date_to", help="last day, YYYY-MM-DD (default: today)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tollgate.cli_ledger import report
+
+    by = [part for value in args.by for part in value.split(",") if part]
+    return report(
+        _load(args.config),
+        by=by,
+        period=args.period,
+        date_from=args.date_from,
+        date_to=args.date_to,
+        daily=args.daily,
+        fmt=args.format,
+        out=sys.stdout,
+    )
+
+
+def _chargeback(args: argparse.Namespace) -> int:
+    from tollgate.cli_ledger import chargeback
+
+    return chargeback(
+        _load(args.config),
+        period=args.period,
+        date_from=args.date_from,
+        date_to=args.date_to,
+        team=args.team,
+        out=sys.stdout,
+    )
+
+
+def _focus(args: argparse.Namespace) -> int:
+    from tollgate.cli_ledger import focus_export
+
+    return focus_export(
+        _load(args.config),
+        period=args.period,
+        date_from=args.date_from,
+        date_to=args.date_to,
+        fmt=args.format,
+        by=args.by.split(",") if args.by else None,
+        out=sys.stdout,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollgate", description="A token gateway for LLM APIs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--port", type=int, default=8100)
     simulate.add_argument("--latency-ms", type=float, default=0.0, help="delay before the response headers")
     simulate.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between stream chunks")
+    simulate.add_argument("--reply-words", type=int, default=16, help="words in a reply without max_tokens")
+    simulate.add_argument("--require-key", default=None, help="answer 401 unless this provider key is sent")
+    simulate.add_argument("--no-record", action="store_true", help="keep no record of requests (load tests)")
     simulate.set_defaults(run=_simulate)
 
     keys = commands.add_parser("keys", help="virtual keys").add_subparsers(dest="keys_command", required=True)
@@ -110,6 +176,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", default=DEFAULT_CONFIG)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=_budgets_status)
+
+    report = commands.add_parser("report", help="usage and cost from the ledger, grouped")
+    _period_options(report)
+    report.add_argument("--by", action="append", default=[], help="team,developer,repo,model,env,key,… (repeatable)")
+    report.add_argument("--daily", action="store_true", help="one row per local day as well")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.set_defaults(run=_report)
+
+    ledger = commands.add_parser("ledger", help="the usage ledger").add_subparsers(dest="ledger_command", required=True)
+    charge = ledger.add_parser("chargeback", help="one CSV line per team: requests, tokens, cost")
+    _period_options(charge)
+    charge.add_argument("--team", help="only this team")
+    charge.set_defaults(run=_chargeback)
+    focus = ledger.add_parser("focus", help="a FOCUS-shaped export to load beside cloud bills")
+    _period_options(focus)
+    focus.add_argument("--format", choices=("csv", "json"), default="csv")
+    focus.add_argument("--by", help="grain: comma-separated attribution columns (default: full attribution)")
+    focus.set_defaults(run=_focus)
     return parser
 
 

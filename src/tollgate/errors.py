@@ -110,8 +110,7 @@ class BudgetExceeded(TollgateError):
         if limit_usd is not None:
             limits.append(f"${used_usd:.2f} of ${limit_usd:.2f}")
         super().__init__(
-            f"budget {budget!r} ({what}, {window}) is spent: {', '.join(limits)} used; "
-            f"it resets at {reset_at}"
+            f"budget {budget!r} ({what}, {window}) is spent: {', '.join(limits)} used; it resets at {reset_at}"
         )
         self.budget = budget
         self.scope = scope
@@ -132,9 +131,7 @@ class BudgetExceeded(TollgateError):
         }
         if self.limit_tokens is not None:
             headers["x-ratelimit-limit-tokens"] = str(self.limit_tokens)
-            headers["x-ratelimit-remaining-tokens"] = str(
-                max(0, self.limit_tokens - self.used_tokens)
-            )
+            headers["x-ratelimit-remaining-tokens"] = str(max(0, self.limit_tokens - self.used_tokens))
         return headers
 
     def details(self) -> Mapping[str, object]:

@@ -265,8 +265,19 @@ class _Parser:
         self.only(
             top,
             (
-                "timezone", "store", "ledger", "admin_key", "max_body_bytes", "reservation_ttl_seconds",
-                "fallback_on", "admission", "providers", "models", "keys", "budgets", "prices",
+                "timezone",
+                "store",
+                "ledger",
+                "admin_key",
+                "max_body_bytes",
+                "reservation_ttl_seconds",
+                "fallback_on",
+                "admission",
+                "providers",
+                "models",
+                "keys",
+                "budgets",
+                "prices",
                 "log_level",
             ),
             "",
@@ -277,8 +288,11 @@ class _Parser:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise self.fail("timezone", f"unknown time zone {timezone!r}") from None
         store = self.store_url(top.get("store", DEFAULT_STORE), "store", ("sqlite", "redis", "rediss"))
-        ledger = self.store_url(top.get("ledger", store if store.startswith("sqlite") else DEFAULT_STORE),
-                                "ledger", ("sqlite", "postgresql", "postgres"))
+        ledger = self.store_url(
+            top.get("ledger", store if store.startswith("sqlite") else DEFAULT_STORE),
+            "ledger",
+            ("sqlite", "postgresql", "postgres"),
+        )
         providers = self.providers(top.get("providers", {}))
         models = self.models(top.get("models", []), providers)
         model_names = {m.name for m in models}
@@ -372,9 +386,7 @@ class _Parser:
             models.append(ModelSettings(name=name, deployments=deployments, output_cap=output_cap))
         return tuple(models)
 
-    def deployment(
-        self, raw: Any, model: str, providers: Mapping[str, ProviderSettings], where: str
-    ) -> Deployment:
+    def deployment(self, raw: Any, model: str, providers: Mapping[str, ProviderSettings], where: str) -> Deployment:
         spec = self.mapping(raw, where)
         self.only(spec, ("provider", "upstream_model", "name", "output_cap"), where)
         provider = self.string(spec.get("provider"), f"{where}.provider")
@@ -392,8 +404,19 @@ class _Parser:
             spec = self.mapping(raw, where)
             self.only(
                 spec,
-                ("name", "key", "developer", "team", "repo", "env", "priority", "models", "expires",
-                 "repo_from_header", "revoked"),
+                (
+                    "name",
+                    "key",
+                    "developer",
+                    "team",
+                    "repo",
+                    "env",
+                    "priority",
+                    "models",
+                    "expires",
+                    "repo_from_header",
+                    "revoked",
+                ),
                 where,
             )
             name = self.word(spec.get("name"), f"{where}.name")
@@ -406,7 +429,10 @@ class _Parser:
             hashes.add(key_hash)
             models = None
             if "models" in spec:
-                models = tuple(self.string(m, f"{where}.models[{j}]") for j, m in enumerate(self.items(spec["models"], f"{where}.models")))
+                models = tuple(
+                    self.string(m, f"{where}.models[{j}]")
+                    for j, m in enumerate(self.items(spec["models"], f"{where}.models"))
+                )
                 for j, m in enumerate(models):
                     if m not in model_names:
                         raise self.fail(f"{where}.models[{j}]", f"no model named {m!r} under models")
@@ -439,8 +465,9 @@ class _Parser:
         key = self.secret(text, where).reveal()
         if not key.startswith(KEY_PREFIX) or len(key) < MIN_KEY_LENGTH:
             raise self.fail(
-                where, f"a virtual key must start with {KEY_PREFIX} and carry at least 32 random bytes "
-                "(make one with `tollgate keys generate`)"
+                where,
+                f"a virtual key must start with {KEY_PREFIX} and carry at least 32 random bytes "
+                "(make one with `tollgate keys generate`)",
             )
         return hash_key(key)
 
@@ -490,7 +517,8 @@ class _Parser:
                 for v, lim in self.mapping(spec.get("overrides", {}), f"{where}.overrides").items()
             }
             alerts = tuple(
-                self.number(a, f"{where}.alerts[{j}]", 0.0) for j, a in enumerate(self.items(spec.get("alerts", []), f"{where}.alerts"))
+                self.number(a, f"{where}.alerts[{j}]", 0.0)
+                for j, a in enumerate(self.items(spec.get("alerts", []), f"{where}.alerts"))
             )
             budgets.append(
                 BudgetSettings(
@@ -517,7 +545,9 @@ class _Parser:
             prices[str(model)] = Price(
                 input=self.number(spec.get("input"), f"{where}.input"),
                 output=self.number(spec.get("output"), f"{where}.output"),
-                cached_input=self.number(spec["cached_input"], f"{where}.cached_input") if "cached_input" in spec else None,
+                cached_input=self.number(spec["cached_input"], f"{where}.cached_input")
+                if "cached_input" in spec
+                else None,
                 cache_write=self.number(spec["cache_write"], f"{where}.cache_write") if "cache_write" in spec else None,
             )
         return prices

@@ -20,8 +20,14 @@ CAROL = "tg-carol-" + "c" * 40
 CI = "tg-ci-" + "i" * 43
 OLD = "tg-old-" + "o" * 42
 GONE = "tg-gone-" + "g" * 41
-ENVIRON = {"SIM_KEY": PROVIDER_KEY, "ALICE_KEY": ALICE, "CAROL_KEY": CAROL, "CI_KEY": CI, "OLD_KEY": OLD,
-           "GONE_KEY": GONE}
+ENVIRON = {
+    "SIM_KEY": PROVIDER_KEY,
+    "ALICE_KEY": ALICE,
+    "CAROL_KEY": CAROL,
+    "CI_KEY": CI,
+    "OLD_KEY": OLD,
+    "GONE_KEY": GONE,
+}
 
 CONFIG = """
 store: sqlite:///{tmp}/counters.db
@@ -175,10 +181,14 @@ def test_responses_api_stream_and_not(gw: RunningGateway) -> None:
 
 def test_repo_from_header_only_for_ci_keys(gw: RunningGateway) -> None:
     oai(gw, CI, default_headers={"X-Tollgate-Repo": "payments-api"}).chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, max_tokens=1  # type: ignore[arg-type]
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        max_tokens=1,  # type: ignore[arg-type]
     )
     oai(gw, ALICE, default_headers={"X-Tollgate-Repo": "payments-api"}).chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, max_tokens=1  # type: ignore[arg-type]
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        max_tokens=1,  # type: ignore[arg-type]
     )
     wait_for(lambda: len(gw.records) == 2)
     assert gw.records[0].repo == "payments-api" and gw.records[0].env == "ci"
@@ -300,7 +310,8 @@ def test_fallback_to_next_deployment(gw: RunningGateway, sim: SimulatorServer) -
     assert record.upstream_model == "gpt-4o-mini+sim-cached-3"
     assert record.usage.cached_input_tokens == 3
     assert [r["body"]["model"] for r in sim.simulator.received] == [  # type: ignore[index]
-        "gpt-4o-mini+sim-status-500", "gpt-4o-mini+sim-cached-3"
+        "gpt-4o-mini+sim-status-500",
+        "gpt-4o-mini+sim-cached-3",
     ]
 
 
@@ -318,9 +329,14 @@ def test_upstream_cut_mid_stream_raises_in_sdk_and_counts_what_was_relayed(gw: R
 
 
 def test_anthropic_upstream_cut_mid_stream(gw: RunningGateway) -> None:
-    with pytest.raises(anthropic.APIError), ant(gw).messages.stream(
-        model="claude-cut", max_tokens=10, messages=MESSAGES  # type: ignore[arg-type]
-    ) as stream:
+    with (
+        pytest.raises(anthropic.APIError),
+        ant(gw).messages.stream(
+            model="claude-cut",
+            max_tokens=10,
+            messages=MESSAGES,  # type: ignore[arg-type]
+        ) as stream,
+    ):
         for _ in stream.text_stream:
             pass
     wait_for(lambda: len(gw.records) == 1)

@@ -20,8 +20,15 @@ NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC).timestamp()
 
 def authenticator() -> Authenticator:
     keys = [
-        KeySettings(name="alice", key_hash=hash_key(ALICE), developer="alice", team="payments", env="dev",
-                    repo="web", models=("gpt-4o-mini",)),
+        KeySettings(
+            name="alice",
+            key_hash=hash_key(ALICE),
+            developer="alice",
+            team="payments",
+            env="dev",
+            repo="web",
+            models=("gpt-4o-mini",),
+        ),
         KeySettings(name="ci", key_hash=hash_key(CI), team="payments", env="ci", repo_from_header=True),
         KeySettings(name="old", key_hash=hash_key(OLD), expires_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC)),
         KeySettings(name="gone", key_hash=hash_key(GONE), revoked=True),
@@ -29,8 +36,9 @@ def authenticator() -> Authenticator:
     return Authenticator(keys, clock=lambda: NOW)
 
 
-@pytest.mark.parametrize("headers", [{"authorization": f"Bearer {ALICE}"}, {"x-api-key": ALICE},
-                                     {"authorization": f"bearer  {ALICE} "}])
+@pytest.mark.parametrize(
+    "headers", [{"authorization": f"Bearer {ALICE}"}, {"x-api-key": ALICE}, {"authorization": f"bearer  {ALICE} "}]
+)
 def test_key_accepted_in_both_header_forms(headers: dict[str, str]) -> None:
     key = authenticator().authenticate(headers)
     assert key.caller.key_name == "alice"

@@ -32,8 +32,12 @@ def test_every_aiohttp_client_error_is_mapped() -> None:
 
 @pytest.mark.parametrize(
     ("exc", "expected"),
-    [(asyncio.TimeoutError(), UpstreamTimeout), (aiohttp.ServerTimeoutError(), UpstreamTimeout),
-     (ConnectionResetError(), UpstreamUnavailable), (aiohttp.ServerDisconnectedError(), UpstreamUnavailable)],
+    [
+        (TimeoutError(), UpstreamTimeout),
+        (aiohttp.ServerTimeoutError(), UpstreamTimeout),
+        (ConnectionResetError(), UpstreamUnavailable),
+        (aiohttp.ServerDisconnectedError(), UpstreamUnavailable),
+    ],
 )
 def test_mapping_table(exc: BaseException, expected: type[UpstreamError]) -> None:
     assert type(map_client_error(exc)) is expected

@@ -6,8 +6,13 @@ from tollgate.settings import ProviderSettings, Secret
 from tollgate.upstream.credentials import upstream_headers, upstream_url
 
 CALLER = {
-    "authorization": "Bearer tg-caller", "x-api-key": "tg-caller", "cookie": "s=1", "x-tollgate-repo": "r",
-    "anthropic-version": "2023-06-01", "anthropic-beta": "prompt-caching", "accept": "text/event-stream",
+    "authorization": "Bearer tg-caller",
+    "x-api-key": "tg-caller",
+    "cookie": "s=1",
+    "x-tollgate-repo": "r",
+    "anthropic-version": "2023-06-01",
+    "anthropic-beta": "prompt-caching",
+    "accept": "text/event-stream",
     "host": "gateway.internal",
 }
 

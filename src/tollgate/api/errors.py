@@ -36,14 +36,14 @@ def _error_object(error: TollgateError, dialect: Dialect) -> dict[str, object]:
     return body
 
 
-def render_error(
-    exc: BaseException, dialect: Dialect, request_id: str
-) -> tuple[int, Mapping[str, str], bytes]:
+def render_error(exc: BaseException, dialect: Dialect, request_id: str) -> tuple[int, Mapping[str, str], bytes]:
     """Status, extra headers and JSON body for an error, in the caller's dialect."""
     error = _public(exc, request_id)
     if dialect is Dialect.ANTHROPIC:
         payload: dict[str, object] = {
-            "type": "error", "error": _error_object(error, dialect), "request_id": request_id,
+            "type": "error",
+            "error": _error_object(error, dialect),
+            "request_id": request_id,
         }
     else:
         payload = {"error": _error_object(error, dialect)}

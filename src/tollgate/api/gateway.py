@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 
 from tollgate.api.errors import render_error, stream_error_event
-from tollgate.logs import request_id_var
 from tollgate.errors import NotFound, PayloadTooLarge, TollgateError
+from tollgate.logs import request_id_var
 from tollgate.providers import ENDPOINTS, Endpoint
 from tollgate.services.authenticator import Authenticator
 from tollgate.services.proxy import FullResponse, ProxyService, StreamingResponse
@@ -148,7 +148,9 @@ class GatewayApp:
                 {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"} for n in names
             ]
             payload: dict[str, object] = {
-                "data": data, "has_more": False, "first_id": names[0] if names else None,
+                "data": data,
+                "has_more": False,
+                "first_id": names[0] if names else None,
                 "last_id": names[-1] if names else None,
             }
         else:
@@ -204,7 +206,9 @@ async def _relay(response: StreamingResponse, dialect: Dialect, receive: Receive
         disconnected = True  # the server reports a send to a closed connection this way
     except Exception as exc:
         # The stream has started: end it with an error event rather than a new response.
-        await send({"type": "http.response.body", "body": stream_error_event(exc, dialect, request_id), "more_body": True})
+        await send(
+            {"type": "http.response.body", "body": stream_error_event(exc, dialect, request_id), "more_body": True}
+        )
     finally:
         await stream.aclose(disconnected=disconnected)
     if not disconnected:

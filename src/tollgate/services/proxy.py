@@ -103,8 +103,15 @@ class ProxyService:
     ) -> ProxyResponse:
         started = time.perf_counter()
         record = UsageRecord(
-            request_id=request_id, started_at=self._clock(), key_name=None, developer=None, team=None, repo=None,
-            env=None, endpoint=endpoint.path, model=None,
+            request_id=request_id,
+            started_at=self._clock(),
+            key_name=None,
+            developer=None,
+            team=None,
+            repo=None,
+            env=None,
+            endpoint=endpoint.path,
+            model=None,
         )
         try:
             key = self._authenticator.authenticate(headers)
@@ -122,7 +129,10 @@ class ProxyService:
         except BudgetExceeded as exc:
             self._close_record(record, started, exc.status, "rejected")
             record.rejected_by = exc.budget
-            await self._admission.record_rejection(record)
+            try:
+                await self._admission.record_rejection(record)
+            except StoreUnavailable:
+                _log.error("rejection of request %s not written to the outbox: store unavailable", request_id)
             self._recorder.record(record)
             raise
         except TollgateError as exc:
@@ -148,14 +158,22 @@ class ProxyService:
                 await self._settle(ticket, record, started, 200, outcome, usage, source)
 
             stream = MeteredStream(
-                response, StreamMeter(endpoint, prepared.hide_usage),
-                input_estimate=input_estimate, started=started, finish=finish,
+                response,
+                StreamMeter(endpoint, prepared.hide_usage),
+                input_estimate=input_estimate,
+                started=started,
+                finish=finish,
             )
             return StreamingResponse(200, response.content_type, stream, extra)
         return await self._complete(endpoint, ticket, record, started, response, extra)
 
     async def _admit(
-        self, endpoint: Endpoint, caller: Caller, route: Route, input_estimate: int, output_estimate: int,
+        self,
+        endpoint: Endpoint,
+        caller: Caller,
+        route: Route,
+        input_estimate: int,
+        output_estimate: int,
         request_id: str,
     ) -> Ticket | None:
         if not endpoint.metered:
@@ -164,7 +182,10 @@ class ProxyService:
         price = self._prices.price_for(model, route.targets[0].deployment.upstream_model)
         micros = self._prices.estimate_micros(price, input_estimate, output_estimate) if price is not None else 0
         return await self._admission.admit(
-            caller, model, estimate_tokens=input_estimate + output_estimate, estimate_micros=micros,
+            caller,
+            model,
+            estimate_tokens=input_estimate + output_estimate,
+            estimate_micros=micros,
             request_id=request_id,
         )
 
@@ -183,7 +204,9 @@ class ProxyService:
                 prepared = PreparedRequest(prepared.body, prepared.stream, hide_usage)
             try:
                 response = await self._upstream.send(
-                    target.url(endpoint.path), upstream_headers(target.provider, headers), prepared.body,
+                    target.url(endpoint.path),
+                    upstream_headers(target.provider, headers),
+                    prepared.body,
                     target.timeouts,
                 )
             except UpstreamError as exc:
@@ -201,8 +224,13 @@ class ProxyService:
         return (status >= 500 and "5xx" in self._fallback_on) or (status == 429 and "429" in self._fallback_on)
 
     async def _complete(
-        self, endpoint: Endpoint, ticket: Ticket | None, record: UsageRecord, started: float,
-        response: UpstreamResponse, extra: dict[str, str],
+        self,
+        endpoint: Endpoint,
+        ticket: Ticket | None,
+        record: UsageRecord,
+        started: float,
+        response: UpstreamResponse,
+        extra: dict[str, str],
     ) -> FullResponse:
         try:
             body = await response.read()
@@ -219,7 +247,13 @@ class ProxyService:
         return FullResponse(response.status, response.content_type, body, extra)
 
     async def _settle(
-        self, ticket: Ticket | None, record: UsageRecord, started: float, status: int, outcome: str, usage: Usage,
+        self,
+        ticket: Ticket | None,
+        record: UsageRecord,
+        started: float,
+        status: int,
+        outcome: str,
+        usage: Usage,
         source: str,
     ) -> None:
         """Charge the actual usage (releasing the reservation) and write the record — once per request."""

@@ -60,7 +60,7 @@ class UpstreamResponse:
     async def read(self) -> bytes:
         try:
             return await self._response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise map_client_error(exc) from exc
         finally:
             self._response.release()
@@ -74,7 +74,7 @@ class UpstreamResponse:
                 if not chunk:
                     return
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise map_client_error(exc) from exc
 
     def close(self) -> None:
@@ -107,7 +107,7 @@ class UpstreamClient:
             response = await self._get_session().request(
                 method, url, data=body or None, headers=dict(headers), timeout=timeout, allow_redirects=False
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise map_client_error(exc) from exc
         return UpstreamResponse(response)
 
