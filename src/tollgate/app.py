@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from tollgate.api.gateway import GatewayApp
 from tollgate.budgets.pricing_check import check_budget_prices
 from tollgate.ledger import open_ledger
-from tollgate.logs import configure_logging
 from tollgate.ledger.writer import LedgerWriter
+from tollgate.logs import configure_logging
 from tollgate.pricing import PriceTable
 from tollgate.services.admission import Admission, CounterStore
 from tollgate.services.authenticator import Authenticator
