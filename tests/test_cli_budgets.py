@@ -33,13 +33,13 @@ budgets:
 """
 
 TABLE = """\
-BUDGET        SCOPE      VALUE     WINDOW   ENFORCE  USED             RESERVED         LIMIT                USED%   RESETS AT                  BLOCKED
-dev-daily     developer  alice     daily    hard     500 tok          0 tok            2,000 tok            25.0%   2026-11-29T00:00:00+01:00  -
-dev-daily     developer  bob       daily    hard     0 tok            300 tok          5,000 tok            0.0%    2026-11-29T00:00:00+01:00  -
-team-monthly  team       payments  monthly  hard     500 tok / $1.25  300 tok / $0.01  100,000 tok / $5.00  25.0%   2026-12-01T00:00:00+01:00  -
-ci-repo       repo       -         weekly   hard     0 tok            0 tok            10 tok               0.0%    2026-11-30T00:00:00+01:00  -
-shadow-dev    developer  alice     daily    shadow   500 tok          0 tok            100 tok              500.0%  2026-11-29T00:00:00+01:00  1
-shadow-dev    developer  bob       daily    shadow   0 tok            300 tok          100 tok              0.0%    2026-11-29T00:00:00+01:00  1
+BUDGET        SCOPE      VALUE     WINDOW   ENFORCE  USED             RESERVED         LIMIT                USED%   RUNS OUT                   RESETS AT                  BLOCKED
+dev-daily     developer  alice     daily    hard     500 tok          0 tok            2,000 tok            25.0%   -                          2026-11-29T00:00:00+01:00  -
+dev-daily     developer  bob       daily    hard     0 tok            300 tok          5,000 tok            0.0%    -                          2026-11-29T00:00:00+01:00  -
+team-monthly  team       payments  monthly  hard     500 tok / $1.25  300 tok / $0.01  100,000 tok / $5.00  25.0%   -                          2026-12-01T00:00:00+01:00  -
+ci-repo       repo       -         weekly   hard     0 tok            0 tok            10 tok               0.0%    -                          2026-11-30T00:00:00+01:00  -
+shadow-dev    developer  alice     daily    shadow   500 tok          0 tok            100 tok              500.0%  2026-11-28T02:36:12+01:00  2026-11-29T00:00:00+01:00  1
+shadow-dev    developer  bob       daily    shadow   0 tok            300 tok          100 tok              0.0%    -                          2026-11-29T00:00:00+01:00  1
 """  # noqa: E501
 
 
@@ -112,10 +112,23 @@ def test_the_json(tmp_path: Path) -> None:
         "used": {"tokens": 500, "usd": 1.25},
         "reserved": {"tokens": 300, "usd": 0.01},
         "percent": 25.0,
+        "runs_out_at": None,
         "would_have_blocked": 0,
     }
     assert document["budgets"][1]["limit"] == {"tokens": 5000, "usd": None}
     assert document["budgets"][5]["would_have_blocked"] == 1
+    assert document["budgets"][4]["runs_out_at"] == "2026-11-28T02:36:12+01:00"  # 500 of 100 in 13h01m
+
+
+def test_the_forecast_at_a_faster_rate_falls_within_the_window(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    _spend(settings)
+    out = io.StringIO()
+    # 500 of 2,000 tokens by 13:01 Berlin runs out 52 h in: past the reset. By 01:00, 500 in 1 h: out at 04:00.
+    early = dt.datetime(2026, 11, 28, 0, 0, tzinfo=dt.UTC).timestamp()
+    assert budgets_status(settings, as_json=True, out=out, now=early) == 0
+    document = orjson.loads(out.getvalue())
+    assert document["budgets"][0]["runs_out_at"] == "2026-11-28T04:00:00+01:00"
 
 
 def test_reservations_past_their_deadline_do_not_show(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from tollgate.logs import configure_logging
 from tollgate.pricing import PriceTable
 from tollgate.services.admission import Admission, CounterStore
 from tollgate.services.authenticator import Authenticator
+from tollgate.services.metrics import MetricsRegistry
 from tollgate.services.proxy import ProxyService
 from tollgate.services.recorder import FanOutRecorder, LogRecorder, MemoryRecorder
 from tollgate.services.router import ModelRouter
@@ -32,6 +33,7 @@ class Gateway:
     admission: Admission
     recorder: MemoryRecorder
     upstream: UpstreamClient
+    metrics: MetricsRegistry
     startup_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     shutdown_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -77,7 +79,12 @@ def build_gateway(settings: Settings) -> Gateway:
     router = ModelRouter(settings.models, settings.providers, base_urls)
     admission = Admission(settings, store)
     memory = MemoryRecorder()
-    recorder = FanOutRecorder([LogRecorder(), memory])
+    metrics = MetricsRegistry(
+        [model.name for model in settings.models],
+        developer_labels=settings.metrics.developer_labels,
+        repo_labels=settings.metrics.repo_labels,
+    )
+    recorder = FanOutRecorder([LogRecorder(), memory, metrics])
     upstream = UpstreamClient()
     proxy = ProxyService(
         authenticator=authenticator,
@@ -95,6 +102,7 @@ def build_gateway(settings: Settings) -> Gateway:
         admission=admission,
         recorder=memory,
         upstream=upstream,
+        metrics=metrics,
     )
     # 5. The HTTP edge.
     gateway.app = GatewayApp(
@@ -105,6 +113,7 @@ def build_gateway(settings: Settings) -> Gateway:
         startup=gateway.startup,
         shutdown=gateway.shutdown,
         ready=gateway.ready,
+        metrics=metrics,
     )
     # 6. Lifecycle: simulators first up, last down; the ledger writer drains the store's outbox (settle writes the
     #    ledger entry there atomically) and flushes on shutdown; then the upstream pool and the stores close.

@@ -141,6 +141,12 @@ def _focus(args: argparse.Namespace) -> int:
     )
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from tollgate.cli_ledger import verify
+
+    return verify(_load(args.config), as_json=args.json, out=sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollgate", description="A token gateway for LLM APIs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     focus.add_argument("--format", choices=("csv", "json"), default="csv")
     focus.add_argument("--by", help="grain: comma-separated attribution columns (default: full attribution)")
     focus.set_defaults(run=_focus)
+    check_ledger = ledger.add_parser(
+        "verify", help="check every budget counter of the current windows against the ledger"
+    )
+    check_ledger.add_argument("--config", default=DEFAULT_CONFIG)
+    check_ledger.add_argument("--json", action="store_true", help="machine-readable output")
+    check_ledger.set_defaults(run=_verify)
     return parser
 
 

@@ -2,12 +2,15 @@
 
 It opens the configured counter store directly (the ``--url`` form through the admin API is a later issue), reads
 the counters with their expired reservations purged, and prints used, reserved, limit (after overrides), percent
-used, the reset time and, for soft and shadow budgets, how many requests they would have refused.
+used, the reset time, the burn-rate forecast (when, at the window's rate so far, the counter runs out: an ISO time,
+or ``-`` / null when not before the reset; ``budgets/forecast.py``) and, for soft and shadow budgets, how many
+requests they would have refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
 import time
 from collections.abc import Sequence
@@ -15,6 +18,7 @@ from typing import TextIO
 
 import orjson
 
+from tollgate.budgets.forecast import earliest, runs_out_at
 from tollgate.errors import StoreUnavailable
 from tollgate.services.admission import Admission, BudgetStatus
 from tollgate.settings import Settings
@@ -30,6 +34,7 @@ _COLUMNS = (
     "RESERVED",
     "LIMIT",
     "USED%",
+    "RUNS OUT",
     "RESETS AT",
     "BLOCKED",
 )
@@ -45,7 +50,7 @@ def budgets_status(
     except StoreUnavailable as exc:
         print(f"tollgate: {exc.message} ({settings.store.split('://', 1)[0]})", file=err or sys.stderr)
         return 1
-    out.write(render_json(rows, settings.timezone) if as_json else render_table(rows))
+    out.write(render_json(rows, settings.timezone, at) if as_json else render_table(rows, at))
     return 0
 
 
@@ -57,11 +62,24 @@ async def _collect(settings: Settings, now: float) -> list[BudgetStatus]:
         await store.close()
 
 
-def render_json(rows: Sequence[BudgetStatus], timezone: str) -> str:
-    return orjson.dumps({"timezone": timezone, "budgets": [_as_dict(row) for row in rows]}).decode() + "\n"
+def render_json(rows: Sequence[BudgetStatus], timezone: str, now: float) -> str:
+    return orjson.dumps({"timezone": timezone, "budgets": [_as_dict(row, now) for row in rows]}).decode() + "\n"
 
 
-def _as_dict(row: BudgetStatus) -> dict[str, object]:
+def runs_out(row: BudgetStatus, now: float) -> str | None:
+    """When this counter runs out at its window's rate so far (ISO, the window's offset), or None."""
+    start = dt.datetime.fromisoformat(row.window_start)
+    end = dt.datetime.fromisoformat(row.reset_at)
+    units = ((row.used_tokens, row.limit_tokens), (row.used_micros, row.limit_micros))
+    at = earliest(
+        runs_out_at(used, limit, start.timestamp(), end.timestamp(), now) for used, limit in units if limit is not None
+    )
+    if at is None:
+        return None
+    return dt.datetime.fromtimestamp(int(at), start.tzinfo).isoformat()
+
+
+def _as_dict(row: BudgetStatus, now: float) -> dict[str, object]:
     percent = row.percent
     return {
         "budget": row.budget,
@@ -76,6 +94,7 @@ def _as_dict(row: BudgetStatus) -> dict[str, object]:
         "used": {"tokens": row.used_tokens, "usd": _usd(row.used_micros)},
         "reserved": {"tokens": row.reserved_tokens, "usd": _usd(row.reserved_micros)},
         "percent": None if percent is None else round(percent, 2),
+        "runs_out_at": runs_out(row, now),
         "would_have_blocked": row.blocked,
     }
 
@@ -84,17 +103,17 @@ def _usd(micros: int | None) -> float | None:
     return None if micros is None else micros / 1_000_000
 
 
-def render_table(rows: Sequence[BudgetStatus]) -> str:
+def render_table(rows: Sequence[BudgetStatus], now: float) -> str:
     if not rows:
         return "no budgets configured\n"
-    cells = [_COLUMNS, *(_cells(row) for row in rows)]
+    cells = [_COLUMNS, *(_cells(row, now) for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
     return "".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n" for line in cells
     )
 
 
-def _cells(row: BudgetStatus) -> tuple[str, ...]:
+def _cells(row: BudgetStatus, now: float) -> tuple[str, ...]:
     percent = row.percent
     return (
         row.budget,
@@ -106,6 +125,7 @@ def _cells(row: BudgetStatus) -> tuple[str, ...]:
         _amount(row, row.reserved_tokens, row.reserved_micros),
         _amount(row, row.limit_tokens, row.limit_micros),
         "-" if percent is None else f"{percent:.1f}%",
+        runs_out(row, now) or "-",
         row.reset_at,
         "-" if row.enforce == "hard" else str(row.blocked),
     )

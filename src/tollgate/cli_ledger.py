@@ -1,4 +1,4 @@
-"""``tollgate report``, the chargeback CSV and the FOCUS export: ledger aggregates for people and tools.
+"""``tollgate report``, the chargeback CSV, the FOCUS export and ``ledger verify``: the ledger for people and tools.
 
 ``report``, ``chargeback`` and ``focus_export`` are what the argument parser in ``cli.py`` calls. Each opens the
 configured ledger (``settings.ledger``) directly, brings its schema up to date, runs ONE aggregating query and
@@ -7,6 +7,10 @@ prints the result as a table, CSV or JSON. Exit status: 0 success, 1 the ledger 
 
 Money is printed from integer micro-dollars exactly: ``cost_usd`` has six decimal places in tables and CSV, and is
 a JSON number whose text is that same decimal (``cost_micros`` beside it is the integer).
+
+``verify`` first drains the counter store's ledger outbox into the ledger (a ``LedgerWriter`` flush: idempotent,
+safe beside a running gateway's own writer), then compares every counter of the current windows with the ledger
+(``ledger/verify.py``). Exit status 0 when all agree, 1 when any differ or a store cannot be read.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ import asyncio
 import csv
 import datetime as dt
 import sys
+import time
 import zoneinfo
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 import orjson
 
+from tollgate.budgets.model import Budget
+from tollgate.budgets.windows import window_at
 from tollgate.errors import BadRequest, StoreUnavailable
 from tollgate.ledger import open_ledger
 from tollgate.ledger.focus import (
@@ -44,7 +51,10 @@ from tollgate.ledger.reports import (
     usd,
     usd_number,
 )
+from tollgate.ledger.verify import CounterCheck, compare, verify_query
+from tollgate.ledger.writer import LedgerWriter
 from tollgate.settings import Settings
+from tollgate.stores import open_counter_store
 
 FORMATS = ("table", "csv", "json")
 FOCUS_FORMATS = ("csv", "json")
@@ -83,6 +93,7 @@ CHARGEBACK_COLUMNS = (
     "total_tokens",
     "cost_usd",
 )
+_VERIFY_HEADINGS = ("BUDGET", "SCOPE", "VALUE", "WINDOW", "COUNTER", "LEDGER", "RESERVED", "")
 UNATTRIBUTED = "(unattributed)"
 NONE_IN_TABLE = "(none)"
 
@@ -287,6 +298,87 @@ def _measures(row: ReportRow) -> list[int]:
 
 def _table_measures(row: ReportRow) -> list[str]:
     return [f"{value:,}" for value in _measures(row)] + [usd(row.cost_micros)]
+
+
+# -- ledger verify --------------------------------------------------------------------------------------------------
+
+
+def verify(
+    settings: Settings, *, as_json: bool, out: TextIO, err: TextIO | None = None, now: float | None = None
+) -> int:
+    """Compare every budget counter of the current windows with the ledger; 0 when all agree, 1 otherwise."""
+    try:
+        checks = asyncio.run(_verify(settings, time.time() if now is None else now))
+    except StoreUnavailable as exc:
+        return _fail(exc, err)
+    out.write(render_verify_json(checks) if as_json else render_verify_table(checks))
+    return 0 if all(check.agrees for check in checks) else 1
+
+
+async def _verify(settings: Settings, now: float) -> list[CounterCheck]:
+    budgets = [Budget.from_settings(spec) for spec in settings.budgets]
+    zone = zoneinfo.ZoneInfo(settings.timezone)
+    windows = {budget.name: window_at(budget.window, now, zone) for budget in budgets}
+    store = open_counter_store(settings.store)
+    ledger = open_ledger(settings.ledger)
+    try:
+        await ledger.migrate()
+        await LedgerWriter(ledger, outbox=store).flush()  # catch the ledger up with what the counters were charged
+        states = await store.snapshot([(name, window.start) for name, window in windows.items()], now)
+        sums = {}  # one grouped query per distinct window, shared by the budgets on it
+        for window in {window.start: window for window in windows.values()}.values():
+            sums[window.start] = await ledger.summarize(verify_query(window, settings.timezone))
+        rows = {name: sums[window.start] for name, window in windows.items()}
+        return compare(budgets, windows, states, rows)
+    finally:
+        await store.close()
+        await ledger.close()
+
+
+def render_verify_table(checks: Sequence[CounterCheck]) -> str:
+    if not checks:
+        return "no counters in the current windows: nothing to verify\n"
+    cells = [_VERIFY_HEADINGS, *(_verify_cells(check) for check in checks)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_VERIFY_HEADINGS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in cells]
+    differ = sum(not check.agrees for check in checks)
+    verdict = f"{differ} of {len(checks)} counters differ from the ledger" if differ else "all counters agree"
+    return "\n".join([*lines, verdict]) + "\n"
+
+
+def _verify_cells(check: CounterCheck) -> tuple[str, ...]:
+    return (
+        check.budget,
+        check.scope,
+        check.scope_value,
+        f"{check.window} {check.window_start}",
+        f"{check.counter_tokens:,} tok / ${usd(check.counter_micros)}",
+        f"{check.ledger_tokens:,} tok / ${usd(check.ledger_micros)}",
+        f"{check.reserved_tokens:,} tok / ${usd(check.reserved_micros)}",
+        "ok" if check.agrees else "DIFFERS",
+    )
+
+
+def render_verify_json(checks: Sequence[CounterCheck]) -> str:
+    document = {
+        "ok": all(check.agrees for check in checks),
+        "differences": sum(not check.agrees for check in checks),
+        "counters": [
+            {
+                "budget": check.budget,
+                "scope": check.scope,
+                "scope_value": check.scope_value,
+                "window": check.window,
+                "window_start": check.window_start,
+                "counter": {"tokens": check.counter_tokens, "cost_micros": check.counter_micros},
+                "ledger": {"tokens": check.ledger_tokens, "cost_micros": check.ledger_micros},
+                "reserved": {"tokens": check.reserved_tokens, "cost_micros": check.reserved_micros},
+                "agrees": check.agrees,
+            }
+            for check in checks
+        ],
+    }
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
 # -- plumbing --------------------------------------------------------------------------------------------------------

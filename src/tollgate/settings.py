@@ -138,6 +138,14 @@ class Price:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Which high-cardinality labels ``/metrics`` adds (each distinct developer or repo is a new series)."""
+
+    developer_labels: bool = False
+    repo_labels: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     config_path: str
     timezone: str = "UTC"
@@ -154,6 +162,7 @@ class Settings:
     budgets: tuple[BudgetSettings, ...] = ()
     prices: Mapping[str, Price] = field(default_factory=dict)
     log_level: str = "info"
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 def hash_key(key: str) -> str:
@@ -279,6 +288,7 @@ class _Parser:
                 "budgets",
                 "prices",
                 "log_level",
+                "metrics",
             ),
             "",
         )
@@ -317,8 +327,17 @@ class _Parser:
             budgets=self.budgets(top.get("budgets", [])),
             prices=self.prices(top.get("prices", {})),
             log_level=self.choice(top.get("log_level", "info"), ("debug", "info", "warning", "error"), "log_level"),
+            metrics=self.metrics(top.get("metrics", {})),
         )
         return settings
+
+    def metrics(self, value: Any) -> MetricsSettings:
+        spec = self.mapping(value, "metrics")
+        self.only(spec, ("developer_labels", "repo_labels"), "metrics")
+        return MetricsSettings(
+            developer_labels=self.boolean(spec.get("developer_labels", False), "metrics.developer_labels"),
+            repo_labels=self.boolean(spec.get("repo_labels", False), "metrics.repo_labels"),
+        )
 
     def store_url(self, value: Any, where: str, schemes: tuple[str, ...]) -> str:
         url = self.string(value, where)

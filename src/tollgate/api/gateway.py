@@ -19,6 +19,8 @@ from tollgate.errors import NotFound, PayloadTooLarge, TollgateError
 from tollgate.logs import request_id_var
 from tollgate.providers import ENDPOINTS, Endpoint
 from tollgate.services.authenticator import Authenticator
+from tollgate.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from tollgate.services.metrics import MetricsRegistry
 from tollgate.services.proxy import FullResponse, ProxyService, StreamingResponse
 from tollgate.services.router import ModelRouter
 from tollgate.types import Dialect
@@ -43,7 +45,9 @@ def _dialect_for(path: str, headers: Mapping[str, str]) -> Dialect:
 
 
 class GatewayApp:
-    """ASGI 3 application. ``startup``/``shutdown`` run in the lifespan; ``ready`` answers ``/readyz``."""
+    """ASGI 3 application. ``startup``/``shutdown`` run in the lifespan; ``ready`` answers ``/readyz``; ``metrics``
+    answers ``GET /metrics`` (no key needed, like the health checks: keep the port off the public internet or
+    filter the path in front of it)."""
 
     def __init__(
         self,
@@ -55,6 +59,7 @@ class GatewayApp:
         startup: Callable[[], Awaitable[None]],
         shutdown: Callable[[], Awaitable[None]],
         ready: Callable[[], Awaitable[None]],
+        metrics: MetricsRegistry | None = None,
     ) -> None:
         self._proxy = proxy
         self._authenticator = authenticator
@@ -63,6 +68,7 @@ class GatewayApp:
         self._startup = startup
         self._shutdown = shutdown
         self._ready = ready
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -104,6 +110,9 @@ class GatewayApp:
             elif method == "GET" and path == "/readyz":
                 await self._ready()
                 await _send_json(send, 200, b'{"status":"ready"}', request_id)
+            elif method == "GET" and path == "/metrics" and self._metrics is not None:
+                body = self._metrics.render().encode()
+                await _send_json(send, 200, body, request_id, content_type=METRICS_CONTENT_TYPE.encode())
             else:
                 raise NotFound(f"no route for {method} {path}")
         except Exception as exc:
