@@ -26,17 +26,16 @@ import datetime as dt
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from tollgate.errors import StoreUnavailable
 from tollgate.ledger import schema
 from tollgate.ledger.reports import Period, ReportQuery, ReportRow, day_from_number, make_period, offset_pieces
+from tollgate.stores.sqlite_base import BUSY_TIMEOUT_MS, connect_wal, sqlite_errors, sqlite_path, transaction
 from tollgate.types import UsageRecord
 
-BUSY_TIMEOUT_MS = 10_000
 SECONDS_PER_DAY = 86_400
 MMAP_BYTES = 256 * 1024 * 1024
 PARALLEL_READERS = 2  # report statements run at once (one per reader thread and connection)
@@ -54,21 +53,9 @@ _AGGREGATES = (
 )
 
 
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn every sqlite3 failure into ``StoreUnavailable`` (the one place that does, for the ledger)."""
-    try:
-        yield
-    except (sqlite3.Error, sqlite3.Warning) as exc:
-        raise StoreUnavailable("the ledger store did not answer") from exc
-
-
-def sqlite_path(url: str) -> str:
-    """The file of a ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` URL."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"not a sqlite:/// URL: {url!r}")
-    return url[len(prefix) :]
+def translate_errors() -> AbstractContextManager[None]:
+    """sqlite3 failures as ``StoreUnavailable`` (the translation lives in ``stores/sqlite_base.py``)."""
+    return sqlite_errors("the ledger store did not answer")
 
 
 class SqliteLedger:
@@ -93,7 +80,7 @@ class SqliteLedger:
         rows = [schema.row_values(record) for record in records]
 
         def work(db: sqlite3.Connection) -> int:
-            with _transaction(db):
+            with transaction(db):
                 cursor = db.executemany(_INSERT, rows)
                 return max(cursor.rowcount, 0)
 
@@ -140,7 +127,7 @@ class SqliteLedger:
     def _call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         with translate_errors():
             if self._db is None:
-                self._db = _connect(self._path)
+                self._db = connect_wal(self._path)
             return work(self._db)
 
     async def _read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -248,30 +235,6 @@ def _connect_reader(path: str) -> sqlite3.Connection:
     return db
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
-    try:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-@contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``: the write lock is taken before the first read."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
 def _applied(db: sqlite3.Connection) -> set[int]:
     exists = db.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (schema.MIGRATIONS_TABLE,)
@@ -287,7 +250,7 @@ def _applied(db: sqlite3.Connection) -> set[int]:
 def _migrate(db: sqlite3.Connection) -> int:
     if not schema.pending(_applied(db)):
         return 0  # the common case: no write lock taken
-    with _transaction(db):
+    with transaction(db):
         db.execute(schema.create_migrations_table(schema.SQLITE))
         todo = schema.pending(_applied(db))  # again, under the lock: another worker may have just finished
         for migration in todo:

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from tollgate.budgets.model import Claim, CounterKey, CounterState, OutboxItem, Reservation, ReserveOutcome
-from tollgate.errors import StoreUnavailable
+from tollgate.stores.sqlite_base import connect_wal, sqlite_errors, sqlite_path, transaction
 
-BUSY_TIMEOUT_MS = 10_000
 SWEEP_INTERVAL_S = 60.0  # how often settle drops counters whose expiry passed
 
 _T = TypeVar("_T")
@@ -75,21 +74,9 @@ ON CONFLICT (budget, window_start, scope_value) DO UPDATE SET
 """
 
 
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn every sqlite3 failure into ``StoreUnavailable`` (the one place that does)."""
-    try:
-        yield
-    except (sqlite3.Error, sqlite3.Warning) as exc:
-        raise StoreUnavailable("the budget counter store did not answer") from exc
-
-
-def sqlite_path(url: str) -> str:
-    """The file of a ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` URL."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"not a sqlite:/// URL: {url!r}")
-    return url[len(prefix) :]
+def translate_errors() -> AbstractContextManager[None]:
+    """sqlite3 failures as ``StoreUnavailable`` (the translation lives in ``stores/sqlite_base.py``)."""
+    return sqlite_errors("the budget counter store did not answer")
 
 
 class SqliteCounterStore:
@@ -121,7 +108,7 @@ class SqliteCounterStore:
         payload: bytes,
     ) -> None:
         def work(db: sqlite3.Connection) -> None:
-            with _transaction(db):
+            with transaction(db):
                 _settle(db, claims, reservation, tokens, micros, now)
                 db.execute("INSERT INTO outbox (request_id, payload) VALUES (?, ?)", (request_id, payload))
                 if now >= self._next_sweep:
@@ -132,7 +119,7 @@ class SqliteCounterStore:
 
     async def append_outbox(self, request_id: str, payload: bytes) -> None:
         def work(db: sqlite3.Connection) -> None:
-            with _transaction(db):
+            with transaction(db):
                 db.execute("INSERT INTO outbox (request_id, payload) VALUES (?, ?)", (request_id, payload))
 
         await self._run(work)
@@ -146,7 +133,7 @@ class SqliteCounterStore:
 
     async def ack_outbox(self, ids: Sequence[str]) -> None:
         def work(db: sqlite3.Connection) -> None:
-            with _transaction(db):
+            with transaction(db):
                 db.executemany("DELETE FROM outbox WHERE id = ?", [(int(i),) for i in ids])
 
         if ids:
@@ -155,7 +142,7 @@ class SqliteCounterStore:
     async def snapshot(self, windows: Sequence[tuple[str, int]], now: float) -> list[CounterState]:
         def work(db: sqlite3.Connection) -> list[CounterState]:
             states = []
-            with _transaction(db):
+            with transaction(db):
                 for budget, start in windows:
                     values = db.execute(
                         "SELECT scope_value FROM budget_counters WHERE budget = ? AND window_start = ?"
@@ -200,12 +187,9 @@ class SqliteCounterStore:
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    db = connect_wal(path)
     try:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        with _transaction(db):
+        with transaction(db):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -215,20 +199,8 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-@contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``: the write lock is taken before the first read."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
 def _reserve(db: sqlite3.Connection, claims: Sequence[Claim], reservation: Reservation, now: float) -> ReserveOutcome:
-    with _transaction(db):
+    with transaction(db):
         states: list[CounterState] = []
         fits: list[bool] = []
         for claim in claims:
