@@ -1,24 +1,28 @@
 """Benchmark: ledger reports over a generated ledger of one million rows, on SQLite and on PostgreSQL.
 
 Usage: ``.venv/bin/python bench/ledger_reports.py [--rows 1000000] [--runs 5] [--backends sqlite,postgres]
-[--postgres postgresql://postgres@127.0.0.1:5432/test] [--keep]``. Not a test: timings depend on the machine;
-the numbers of record are in ``bench/results-ledger.md``.
+[--postgres postgresql://postgres@127.0.0.1:5432/test] [--raw] [--keep] [--reuse URL]``. Not a test: timings depend
+on the machine; the numbers of record are in ``bench/results-ledger.md``.
 
 The ledger is generated for one month (2026-11, Europe/Berlin) with a fixed seed: 20 teams, 200 developers, 60
 repositories, 8 models, 3 environments, 4 % rejections. Rows go in through the database's bulk path (one
 ``executemany`` transaction in SQLite, ``COPY`` in PostgreSQL) into a schema created by the ledger's own migrations,
-so every report index is in place. Each report is timed as the CLI runs it: ``Ledger.summarize`` (one aggregating
-SQL statement) plus ``make_report`` (the total), or for the FOCUS export the FOCUS shaping and the CSV rendering
-too, on an open connection; the median of
-``--runs`` runs is printed as a Markdown table. The end-to-end CLI (``cli_ledger.report``: open, migrate check,
-query, render, close) is timed once per backend too.
+so every report index is in place; then the daily rollup is built for the bench's time zone the way a gateway
+start builds it (``open_ledger(url, timezone=…).migrate()``, timed), unless ``--raw`` (every report then reads the
+raw ledger, as before the rollup). Each report is timed as the CLI runs it: ``Ledger.summarize`` plus
+``make_report`` (the total), or for the FOCUS export ``Ledger.summary_tuples`` plus ``focus.write_csv`` /
+``write_json`` to ``os.devnull`` (as to a file: a full-grain JSON export is 400 MB), on an open connection; the
+median of ``--runs`` runs is printed as a Markdown table with the fastest and slowest run (the machine is shared:
+the spread shows the noise, and a fixed pure-Python calibration loop is timed before and after). End to end, the CLI
+is timed too: ``cli_ledger.report`` once, and ``cli_ledger.focus_export`` at full grain (open, migrate check, read,
+write to ``os.devnull``, close) ``--runs`` times per format. ``--keep`` keeps the generated database and ``--reuse
+URL`` times an earlier kept one instead of generating.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import datetime as dt
 import io
 import os
@@ -36,8 +40,8 @@ import asyncpg  # type: ignore[import-untyped]
 
 from tollgate import cli_ledger
 from tollgate.ledger import Ledger, open_ledger, schema
-from tollgate.ledger.focus import FOCUS_COLUMNS, RESOURCE_GRAIN, csv_values, focus_query, focus_rows
-from tollgate.ledger.reports import ReportQuery, ReportRow, make_period, make_report, report_query
+from tollgate.ledger.focus import RESOURCE_GRAIN, focus_query, write_csv, write_json
+from tollgate.ledger.reports import ReportQuery, make_period, make_report, report_query
 from tollgate.settings import Settings
 
 TIMEZONE = "Europe/Berlin"
@@ -59,7 +63,7 @@ ENVS = ["dev", "ci", "prod"]
 class Report:
     name: str
     query: ReportQuery
-    focus: bool = False  # time the FOCUS shaping and CSV rendering too
+    focus: str | None = None  # "csv" or "json": a FOCUS export, written in that format
 
 
 REPORTS = [
@@ -72,21 +76,22 @@ REPORTS = [
         report_query(make_period(dt.date(2026, 11, 10), dt.date(2026, 11, 12), TIMEZONE), ["model"], daily=False),
     ),
     Report("chargeback --team team-07", report_query(PERIOD, ["team"], daily=False, filters={"team": ["team-07"]})),
-    Report("FOCUS CSV, grain day x model x team", focus_query(PERIOD, ("team",)), focus=True),
-    Report("FOCUS CSV, grain day x model x team x developer x repo x env", focus_query(PERIOD), focus=True),
+    Report("FOCUS CSV, grain day x model x team", focus_query(PERIOD, ("team",)), focus="csv"),
+    Report("FOCUS CSV, grain day x model x team x developer x repo x env", focus_query(PERIOD), focus="csv"),
+    Report("FOCUS JSON, the same full grain", focus_query(PERIOD), focus="json"),
 ]
 
 
-def shape(report: Report, rows: list[ReportRow]) -> int:
-    """What the CLI does with the rows before printing; returns how many rows come out."""
-    if not report.focus:
+async def run_report(ledger: Ledger, report: Report) -> int:
+    """What the CLI does for the report, output to memory; returns how many rows come out."""
+    if report.focus is None:
+        rows = await ledger.summarize(report.query)
         return len(make_report(report.query, report.query.by, rows).rows)
+    write = write_json if report.focus == "json" else write_csv
     attribution = report.query.by[len(RESOURCE_GRAIN) :]
-    focus = focus_rows(rows, timezone=TIMEZONE, providers={"openai": "OpenAI"}, attribution=attribution)
-    writer = csv.writer(io.StringIO(), lineterminator="\n")
-    writer.writerow(FOCUS_COLUMNS)
-    writer.writerows(csv_values(row) for row in focus)
-    return len(focus)
+    tuples = await ledger.summary_tuples(report.query)
+    with open(os.devnull, "w", encoding="utf-8") as out:  # as the CLI writes to a file, not into memory
+        return write(tuples, out, timezone=TIMEZONE, providers={"openai": "OpenAI"}, attribution=attribution)
 
 
 def generate(count: int) -> Iterator[tuple[object, ...]]:
@@ -164,7 +169,7 @@ async def fill_postgres(url: str, count: int) -> None:
         await conn.close()
 
 
-async def time_reports(url: str, runs: int) -> list[tuple[str, float, int]]:
+async def time_reports(url: str, runs: int) -> list[tuple[str, list[float], int]]:
     ledger: Ledger = open_ledger(url)
     results = []
     try:
@@ -174,12 +179,20 @@ async def time_reports(url: str, runs: int) -> list[tuple[str, float, int]]:
             timings = []
             for _ in range(runs):
                 started = time.perf_counter()
-                count = shape(report, await ledger.summarize(report.query))
+                count = await run_report(ledger, report)
                 timings.append(time.perf_counter() - started)
-            results.append((report.name, statistics.median(timings), count))
+            results.append((report.name, timings, count))
     finally:
         await ledger.close()
     return results
+
+
+async def build_rollup(url: str) -> None:
+    ledger = open_ledger(url, timezone=TIMEZONE)
+    try:
+        await ledger.migrate()
+    finally:
+        await ledger.close()
 
 
 def time_cli(url: str) -> float:
@@ -197,6 +210,19 @@ def time_cli(url: str) -> float:
     )
     assert code == 0
     return time.perf_counter() - started
+
+
+def time_focus_cli(url: str, fmt: str, runs: int) -> list[float]:
+    """``cli_ledger.focus_export`` of the month at full grain to ``os.devnull``: open, migrate check, read, write."""
+    settings = Settings(config_path="bench", timezone=TIMEZONE, ledger=url)
+    timings = []
+    for _ in range(runs):
+        with open(os.devnull, "w", encoding="utf-8") as out:
+            started = time.perf_counter()
+            code = cli_ledger.focus_export(settings, period="2026-11", date_from=None, date_to=None, fmt=fmt, out=out)
+            timings.append(time.perf_counter() - started)
+        assert code == 0
+    return timings
 
 
 def prepare(backend: str, args: argparse.Namespace) -> tuple[str, Callable[[], None]]:
@@ -223,6 +249,20 @@ def prepare(backend: str, args: argparse.Namespace) -> tuple[str, Callable[[], N
     return url, cleanup
 
 
+def calibration_ms() -> float:
+    """A fixed pure-Python workload (a million small tuples built and summed), to compare machine speed between
+    runs: the machine is shared, and the reports' Python part scales with it."""
+    started = time.perf_counter()
+    sum(len((index, index, str(index))) for index in range(1_000_000))
+    return (time.perf_counter() - started) * 1000
+
+
+def build(url: str) -> None:
+    started = time.perf_counter()
+    asyncio.run(build_rollup(url))
+    print(f"rollup built for {TIMEZONE} in {time.perf_counter() - started:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -232,21 +272,36 @@ def main() -> None:
         "--postgres", default=os.environ.get("TOLLGATE_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated SQLite file / PostgreSQL schema")
+    parser.add_argument("--raw", action="store_true", help="do not build the rollup: every report reads the ledger")
+    parser.add_argument("--reuse", default=None, help="time this kept ledger URL (one backend) instead of generating")
     args = parser.parse_args()
 
     for backend in args.backends.split(","):
-        url, cleanup = prepare(backend, args)
+        url, cleanup = (args.reuse, lambda: None) if args.reuse else prepare(backend, args)
         try:
+            if not args.raw:
+                build(url)
+            before = calibration_ms()
             results = asyncio.run(time_reports(url, args.runs))
-            print(f"\n{backend}: median of {args.runs} runs, {args.rows:,} rows\n")
-            print("| report | median | rows out |")
-            print("|---|---:|---:|")
-            for name, seconds, count in results:
-                print(f"| {name} | {seconds * 1000:.0f} ms | {count:,} |")
+            calibration = f"calibration {before:.0f} ms before, {calibration_ms():.0f} ms after"
+            print(f"\n{backend}: median of {args.runs} runs, {args.rows:,} rows ({calibration})\n")
+            print("| report | median | min – max | rows out |")
+            print("|---|---:|---:|---:|")
+            for name, timings, count in results:
+                spread = f"{min(timings) * 1000:.0f} – {max(timings) * 1000:.0f}"
+                print(f"| {name} | {statistics.median(timings) * 1000:.0f} ms | {spread} | {count:,} |")
             print(
                 "| end to end: `cli_ledger.report --by team --daily` (open, migrate check, query, render) |"
-                f" {time_cli(url) * 1000:.0f} ms | |\n"
+                f" {time_cli(url) * 1000:.0f} ms | | |"
             )
+            for fmt in ("csv", "json"):
+                timings = time_focus_cli(url, fmt, args.runs)
+                spread = f"{min(timings) * 1000:.0f} – {max(timings) * 1000:.0f}"
+                print(
+                    f"| end to end: `cli_ledger.focus_export --format {fmt}` (full grain, to a file) |"
+                    f" {statistics.median(timings) * 1000:.0f} ms | {spread} | |"
+                )
+            print()
         finally:
             if args.keep:
                 print(f"kept: {url}")

@@ -73,7 +73,7 @@ def build_gateway(settings: Settings) -> Gateway:
     check_budget_prices(settings, prices.price_for)
     # 3. Stores.
     store = open_counter_store(settings.store)
-    ledger = open_ledger(settings.ledger)
+    ledger = open_ledger(settings.ledger, timezone=settings.timezone)  # migrate() builds the rollup for it
     # 4. Services.
     authenticator = Authenticator(settings.keys)
     router = ModelRouter(settings.models, settings.providers, base_urls)

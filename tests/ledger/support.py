@@ -28,9 +28,11 @@ class Kit:
     kind: str
     url: str
 
-    def run(self, scenario: Callable[[Ledger], Awaitable[T]]) -> T:
+    def run(self, scenario: Callable[[Ledger], Awaitable[T]], *, timezone: str | None = None) -> T:
+        """``scenario`` on a ledger opened on this database (with ``timezone``: one that builds the rollup)."""
+
         async def main() -> T:
-            ledger = open_ledger(self.url)
+            ledger = open_ledger(self.url, timezone=timezone)
             try:
                 return await scenario(ledger)
             finally:

@@ -32,9 +32,12 @@ def test_migrations_apply_once(kit: Kit) -> None:
     async def scenario(ledger: Ledger) -> tuple[int, int]:
         return await ledger.migrate(), await ledger.migrate()
 
-    assert kit.run(scenario) == (1, 0)
+    assert kit.run(scenario) == (2, 0)
     assert kit.run(lambda ledger: ledger.migrate()) == 0  # a new connection finds the schema current
-    assert kit.fetch("SELECT component, version, name FROM schema_migrations") == [("ledger", 1, "create usage_ledger")]
+    assert kit.fetch("SELECT component, version, name FROM schema_migrations ORDER BY version") == [
+        ("ledger", 1, "create usage_ledger"),
+        ("ledger", 2, "create usage_rollup"),
+    ]
 
 
 def test_concurrent_workers_migrate_exactly_once(kit: Kit) -> None:
@@ -46,8 +49,8 @@ def test_concurrent_workers_migrate_exactly_once(kit: Kit) -> None:
             for ledger in ledgers:
                 await ledger.close()
 
-    assert sorted(asyncio.run(main())) == [0, 0, 0, 0, 0, 1]
-    assert kit.fetch("SELECT count(*) FROM schema_migrations") == [(1,)]
+    assert sorted(asyncio.run(main())) == [0, 0, 0, 0, 0, 2]
+    assert kit.fetch("SELECT count(*) FROM schema_migrations") == [(2,)]
 
 
 def test_report_indexes_exist(kit: Kit) -> None:

@@ -6,7 +6,12 @@ transaction holding a transaction-level advisory lock, so replicas starting at o
 a replica that finds the schema current takes no lock and writes nothing (a read-only role can run reports).
 
 Tables live in the connection's ``search_path`` (``postgresql://…/db?search_path=tollgate`` selects a schema).
-Reports aggregate in SQL, with the local day from ``(started_at AT TIME ZONE tz)::date``.
+Reports aggregate in SQL, with the local day from ``(started_at AT TIME ZONE tz)::date``; those the daily rollup
+answers (``ledger/rollup.py``) read ``usage_rollup``, in a read-only REPEATABLE READ transaction that also reads the
+rollup state, so both come from one snapshot. A ledger opened with a time zone (re)builds the rollup in
+``migrate()`` in one transaction that holds ``SHARE ROW EXCLUSIVE`` on the ledger table: inserts wait for it (the
+writer retries; the outbox keeps the entries), so no row is both in the build and added by the trigger, or in
+neither.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
 from tollgate.errors import StoreUnavailable
-from tollgate.ledger import schema
-from tollgate.ledger.reports import ReportQuery, ReportRow
+from tollgate.ledger import rollup, schema
+from tollgate.ledger.reports import ReportQuery, ReportRow, SummaryTuple, report_rows
+from tollgate.ledger.rollup import RollupState
 from tollgate.types import UsageRecord
 
 CONNECT_TIMEOUT_S = 10.0
@@ -72,8 +78,9 @@ async def translate_errors() -> AsyncIterator[None]:
 
 
 class PostgresLedger:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, timezone: str | None = None) -> None:
         self._dsn = dsn
+        self._timezone = timezone  # build the rollup for this zone in migrate(); None: leave it as it is
         self._pool: Any = None  # an asyncpg.Pool, created on first use inside the running loop
         self._pool_lock = asyncio.Lock()
 
@@ -81,7 +88,7 @@ class PostgresLedger:
         async with translate_errors():
             pool = await self._connected()
             async with pool.acquire() as conn:
-                if not schema.pending(await _applied(conn)):
+                if not schema.pending(await _applied(conn)) and await self._rollup_current(conn):
                     return 0  # the common case: no lock, no write
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
@@ -96,6 +103,8 @@ class PostgresLedger:
                             migration.version,
                             migration.name,
                         )
+                    if not await self._rollup_current(conn):  # again, under the lock
+                        await _build_rollup(conn, self._timezone)
                     return len(todo)
 
     async def insert(self, records: Sequence[UsageRecord]) -> int:
@@ -109,11 +118,18 @@ class PostgresLedger:
         return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <new rows>"
 
     async def summarize(self, query: ReportQuery) -> list[ReportRow]:
-        sql, params = summary_sql(query)
+        return report_rows(query, await self.summary_tuples(query))
+
+    async def summary_tuples(self, query: ReportQuery) -> list[SummaryTuple]:
         async with translate_errors():
             pool = await self._connected()
-            records = await pool.fetch(sql, *params)
-        return _report_rows(query, records)
+            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                use_rollup = rollup.answers(query, await _rollup_state(conn))
+                sql, params = rollup_sql(query) if use_rollup else summary_sql(query)
+                records = await conn.fetch(sql, *params)
+        if use_rollup and rollup.full_grain(query):
+            return rollup.fold(records, 1 + len(query.by))
+        return [tuple(record) for record in records]
 
     async def count(self) -> int:
         async with translate_errors():
@@ -128,6 +144,12 @@ class PostgresLedger:
             async with translate_errors():
                 await pool.close()
 
+    async def _rollup_current(self, conn: Any) -> bool:
+        """Whether the rollup needs no build: no time zone given, or built for it."""
+        if self._timezone is None:
+            return True
+        return await _rollup_state(conn) == RollupState(self._timezone, complete=True)
+
     async def _connected(self) -> Any:
         async with self._pool_lock:
             if self._pool is None:
@@ -138,37 +160,79 @@ class PostgresLedger:
 
 
 def summary_sql(query: ReportQuery) -> tuple[str, list[object]]:
-    """The one aggregating statement for ``query``: ``[day,] *by, requests, rejections, tokens…, cost_micros``,
-    ordered by day and then each group value (``COLLATE "C"``: code-point order, as SQLite) with NULLs last."""
+    """The one aggregating statement over the ledger for ``query``: ``day, *by, requests, rejections, tokens…,
+    cost_micros`` (day NULL unless daily), ordered by day and then each group value (``COLLATE "C"``: code-point
+    order, as SQLite) with NULLs last. asyncpg decodes ``date``, ``text`` and ``bigint`` to the types wanted."""
     params: list[object] = [
         dt.datetime.fromtimestamp(query.period.start, dt.UTC),
         dt.datetime.fromtimestamp(query.period.end, dt.UTC),
     ]
-    select: list[str] = []
+    day = "NULL::date"
     if query.daily:
         params.append(query.period.timezone)
-        select.append(f"(started_at AT TIME ZONE ${len(params)}::text)::date AS day")
-    select += list(query.by)
-    where = ["started_at >= $1", "started_at < $2"]
+        day = f"(started_at AT TIME ZONE ${len(params)}::text)::date AS day"
+    where = ["started_at >= $1", "started_at < $2", *_filters(query, params)]
+    sql = f"SELECT {', '.join([day, *query.by, _AGGREGATES])} FROM {schema.TABLE} WHERE {' AND '.join(where)}"
+    return sql + _grouping(query), params
+
+
+def rollup_sql(query: ReportQuery) -> tuple[str, list[object]]:
+    """The statement over ``usage_rollup`` for a query it answers, with the same columns and order as
+    ``summary_sql``; at full grain the rollup rows themselves in index order, for ``rollup.fold``."""
+    params: list[object] = [query.period.first_day, query.period.last_day]
+    where = ["day >= $1", "day <= $2", *_filters(query, params)]
+    if rollup.full_grain(query):
+        columns = ", ".join(["day", *query.by, *schema.ROLLUP_MEASURES])
+        order = ", ".join(schema.rollup_key(schema.POSTGRES))
+        return f"SELECT {columns} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)} ORDER BY {order}", params
+    select = ["day" if query.daily else "NULL::date", *query.by]
+    select += [f"sum({name})::bigint" for name in schema.ROLLUP_MEASURES]
+    sql = f"SELECT {', '.join(select)} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)}"
+    return sql + _grouping(query), params
+
+
+def _filters(query: ReportQuery, params: list[object]) -> list[str]:
+    where = []
     for column, values in query.filters:
         params.append(list(values))
         where.append(f"{column} = ANY(${len(params)}::text[])")
     if query.dispatched_only:
         where.append("provider IS NOT NULL")
-    sql = f"SELECT {', '.join([*select, _AGGREGATES])} FROM {schema.TABLE} WHERE {' AND '.join(where)}"
-    if select:
-        keys = (["day"] if query.daily else []) + [f'{column} COLLATE "C" NULLS LAST' for column in query.by]
-        sql += f" GROUP BY {', '.join(str(position) for position in range(1, len(select) + 1))}"
-        sql += f" ORDER BY {', '.join(keys)}"
-    return sql, params
+    return where
 
 
-def _report_rows(query: ReportQuery, records: list[Any]) -> list[ReportRow]:
-    """asyncpg already decodes ``date``, ``text`` and ``bigint`` to the types ``ReportRow`` holds."""
-    keys = len(query.by)
-    if not query.daily:
-        return [ReportRow(None, tuple(row[:keys]), *row[keys:]) for row in records if row[keys]]
-    return [ReportRow(row[0], tuple(row[1 : keys + 1]), *row[keys + 1 :]) for row in records]
+def _grouping(query: ReportQuery) -> str:
+    """``GROUP BY`` the day (when daily) and ``by``; ``ORDER BY`` them, code-point order, NULLs last."""
+    positions = [1] if query.daily else []
+    positions += range(2, len(query.by) + 2)
+    if not positions:
+        return ""
+    keys = (["day"] if query.daily else []) + [f'{column} COLLATE "C" NULLS LAST' for column in query.by]
+    return f" GROUP BY {', '.join(map(str, positions))} ORDER BY {', '.join(keys)}"
+
+
+async def _rollup_state(conn: Any) -> RollupState | None:
+    """The rollup's state, or None before migration 2."""
+    if await conn.fetchval("SELECT to_regclass($1)", schema.ROLLUP_STATE_TABLE) is None:
+        return None
+    row = await conn.fetchrow(f"SELECT timezone, built_through >= build_target FROM {schema.ROLLUP_STATE_TABLE}")
+    return RollupState(row[0], row[1])
+
+
+_BUILD = f"INSERT INTO {schema.ROLLUP_TABLE} ({', '.join(schema.ROLLUP_COLUMNS)}) " + schema.rollup_aggregate(
+    schema.POSTGRES, day="(started_at AT TIME ZONE $1::text)::date", source=schema.TABLE, where="true"
+)
+
+
+async def _build_rollup(conn: Any, timezone: str | None) -> None:
+    """Rebuild the rollup for ``timezone`` from every ledger row, inside the caller's transaction; inserts wait."""
+    await conn.execute(f"LOCK TABLE {schema.TABLE} IN SHARE ROW EXCLUSIVE MODE")
+    await conn.execute(f"DELETE FROM {schema.ROLLUP_TABLE}")
+    await conn.execute(
+        f"UPDATE {schema.ROLLUP_STATE_TABLE} SET timezone = $1, built_through = 0, build_target = 0", timezone
+    )
+    await conn.execute(_BUILD, timezone)
+    await conn.execute(f"ANALYZE {schema.ROLLUP_TABLE}")
 
 
 async def _applied(conn: Any) -> set[int]:

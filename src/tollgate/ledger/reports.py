@@ -19,6 +19,7 @@ import re
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tollgate.budgets.windows import local_midnight
 from tollgate.errors import BadRequest
@@ -36,6 +37,7 @@ GROUPABLE: Mapping[str, str] = {
     "endpoint": "endpoint",
 }
 MICROS_PER_USD = 1_000_000
+SECONDS_PER_DAY = 86_400
 _YEAR = re.compile(r"^\d{4}$")
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -76,6 +78,12 @@ class ReportQuery:
         for name in (*self.by, *(column for column, _ in self.filters)):
             if name not in allowed:
                 raise ValueError(f"not a report column: {name!r}")  # a bug, not a user error: names are mapped
+
+
+# One summary row as a plain tuple, as ``Ledger.summary_tuples`` returns it: ``(day or None, *group values, requests,
+# rejections, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_micros)``.
+# Exports of hundreds of thousands of rows read these: building a ``ReportRow`` costs more than the query's share.
+SummaryTuple = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +233,24 @@ def offset_pieces(period: Period) -> tuple[OffsetPiece, ...]:
     return tuple(pieces)
 
 
+def zone_offsets(timezone: str, start: int, end: int) -> tuple[OffsetPiece, ...]:
+    """The zone's UTC offsets over unix seconds ``[start, end)``, found like ``offset_pieces`` (at most one
+    transition per 24 hours, located by bisection to the second); the last piece ends at ``end``."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    pieces: list[OffsetPiece] = []
+    known, current = start, _offset(start, zone)  # ``known`` has the offset ``current``
+    while known < end - 1:
+        probe = min(known + SECONDS_PER_DAY, end - 1)
+        if _offset(probe, zone) == current:
+            known = probe
+            continue
+        change = _first_change(known, probe, current, zone)
+        pieces.append(OffsetPiece(change, current))
+        known, current = change, _offset(change, zone)
+    pieces.append(OffsetPiece(end, current))
+    return tuple(pieces)
+
+
 def _offset(at: int, zone: zoneinfo.ZoneInfo) -> int:
     offset = dt.datetime.fromtimestamp(at, zone).utcoffset()
     return int(offset.total_seconds()) if offset is not None else 0
@@ -247,6 +273,15 @@ def day_from_number(number: int) -> dt.date:
 
 
 # -- shaping results -----------------------------------------------------------------------------------------------
+
+
+def report_rows(query: ReportQuery, rows: Iterable[SummaryTuple]) -> list[ReportRow]:
+    """Summary tuples of ``query`` as ``ReportRow``s. Without a day split, a row of no requests (the one row an
+    ungrouped query returns over an empty period) is left out."""
+    keys = len(query.by)
+    if query.daily:
+        return [ReportRow(row[0], tuple(row[1 : keys + 1]), *row[keys + 1 :]) for row in rows]
+    return [ReportRow(None, tuple(row[1 : keys + 1]), *row[keys + 1 :]) for row in rows if row[keys + 1]]
 
 
 def make_report(query: ReportQuery, by: Sequence[str], rows: Iterable[ReportRow]) -> Report:

@@ -154,12 +154,122 @@ def create_migrations_table(dialect: str) -> str:
     )
 
 
+# -- migration 2: the daily rollup (docs/decisions/0053) ------------------------------------------------------------
+#
+# ``usage_rollup`` holds the ledger summed per local day × ROLLUP_DIMENSIONS in the time zone that
+# ``usage_rollup_state`` names (NULL: not built; ``ledger/rollup.py`` builds it). A trigger on the ledger adds every
+# row actually inserted (an insert skipped by ``ON CONFLICT DO NOTHING`` fires nothing), in the same transaction.
+# The key treats a missing value as one value of its own that sorts last: ``(x IS NULL), coalesce(x, '')``.
+
+ROLLUP_TABLE = "usage_rollup"
+ROLLUP_STATE_TABLE = "usage_rollup_state"
+ROLLUP_OFFSETS_TABLE = "usage_rollup_offsets"  # SQLite, which has no time zones: the zone's UTC offsets over time
+ROLLUP_DIMENSIONS: tuple[str, ...] = ("provider", "upstream_model", "team", "developer", "repo", "env", "model")
+ROLLUP_MEASURES: tuple[str, ...] = (
+    "requests",
+    "rejections",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_micros",
+)
+ROLLUP_COLUMNS: tuple[str, ...] = ("day", *ROLLUP_DIMENSIONS, *ROLLUP_MEASURES)
+_SUMMED = ROLLUP_MEASURES[2:]  # ledger columns summed as they are
+
+
+def rollup_key(dialect: str) -> tuple[str, ...]:
+    """The rollup's unique key and index order: the day, then per dimension (missing?, value in code-point order)."""
+    collate = ' COLLATE "C"' if dialect == POSTGRES else ""
+    pairs = ((f"({name} IS NULL)", f"(coalesce({name}, '')){collate}") for name in ROLLUP_DIMENSIONS)
+    return ("day", *(part for pair in pairs for part in pair))
+
+
+def rollup_upsert(dialect: str) -> str:
+    """The ``ON CONFLICT`` clause that adds rows to the rollup rows of the same key."""
+    sets = ", ".join(f"{name} = {ROLLUP_TABLE}.{name} + excluded.{name}" for name in ROLLUP_MEASURES)
+    return f"ON CONFLICT ({', '.join(rollup_key(dialect))}) DO UPDATE SET {sets}"
+
+
+def rollup_aggregate(dialect: str, *, day: str, source: str, where: str) -> str:
+    """``SELECT`` of rollup rows (``ROLLUP_COLUMNS``) summing the ledger rows of ``source`` that match ``where``;
+    ``day`` is the SQL of a row's local day."""
+    rejected = "sum(outcome = 'rejected')" if dialect == SQLITE else "count(*) FILTER (WHERE outcome = 'rejected')"
+    sums = ", ".join(f"sum({name})" for name in _SUMMED)
+    group = ", ".join(str(position) for position in range(1, len(ROLLUP_DIMENSIONS) + 2))
+    return (
+        f"SELECT {day}, {', '.join(ROLLUP_DIMENSIONS)}, count(*), {rejected}, {sums} FROM {source}"
+        f" WHERE {where} GROUP BY {group}"
+    )
+
+
+def sqlite_local_day(started_at: str) -> str:
+    """SQLite: the local day (days since 1970-01-01) of unix seconds ``started_at``, from the offsets table."""
+    offset = f"(SELECT offset_s FROM {ROLLUP_OFFSETS_TABLE} WHERE until > {started_at} ORDER BY until LIMIT 1)"
+    return f"CAST(({started_at} + {offset}) / 86400 AS INTEGER)"
+
+
+def _create_rollup(dialect: str) -> tuple[str, ...]:
+    day, total, text, whole = (
+        ("INTEGER NOT NULL", "INTEGER NOT NULL", "TEXT", "INTEGER")
+        if dialect == SQLITE
+        else ("date NOT NULL", "bigint NOT NULL", "text", "bigint")
+    )
+    columns = [f"day {day}", *(f"{name} {text}" for name in ROLLUP_DIMENSIONS)]
+    columns += [f"{name} {total}" for name in ROLLUP_MEASURES]
+    return (
+        f"CREATE TABLE {ROLLUP_TABLE} ({', '.join(columns)})",
+        f"CREATE UNIQUE INDEX {ROLLUP_TABLE}_key ON {ROLLUP_TABLE} ({', '.join(rollup_key(dialect))})",
+        f"CREATE TABLE {ROLLUP_STATE_TABLE} (id {whole} PRIMARY KEY CHECK (id = 1), timezone {text},"
+        f" built_through {whole} NOT NULL DEFAULT 0, build_target {whole} NOT NULL DEFAULT 0)",
+        f"INSERT INTO {ROLLUP_STATE_TABLE} (id) VALUES (1)",
+    )
+
+
+def _sqlite_rollup_trigger() -> tuple[str, ...]:
+    dimensions = [f"NEW.{name}" for name in ROLLUP_DIMENSIONS]
+    sums = [f"NEW.{name}" for name in _SUMMED]
+    values = ", ".join([sqlite_local_day("NEW.started_at"), *dimensions, "1", "NEW.outcome = 'rejected'", *sums])
+    return (
+        f"CREATE TABLE {ROLLUP_OFFSETS_TABLE} (until REAL PRIMARY KEY, offset_s INTEGER NOT NULL) WITHOUT ROWID",
+        f"CREATE TRIGGER {ROLLUP_TABLE}_add AFTER INSERT ON {TABLE}"
+        f" WHEN (SELECT timezone FROM {ROLLUP_STATE_TABLE}) IS NOT NULL BEGIN"
+        f" INSERT INTO {ROLLUP_TABLE} ({', '.join(ROLLUP_COLUMNS)}) VALUES ({values}) {rollup_upsert(SQLITE)}; END",
+    )
+
+
+def _postgres_rollup_trigger() -> tuple[str, ...]:
+    # One statement per insert statement, over the rows it really inserted; ordered by key so that two writers
+    # lock rollup rows in the same order (no deadlock).
+    select = rollup_aggregate(
+        POSTGRES,
+        day="(started_at AT TIME ZONE state.timezone)::date",
+        source=f"inserted CROSS JOIN {ROLLUP_STATE_TABLE} AS state",
+        where="state.timezone IS NOT NULL",
+    )
+    order = ", ".join(str(position) for position in range(1, len(ROLLUP_DIMENSIONS) + 2))
+    return (
+        f"CREATE FUNCTION {ROLLUP_TABLE}_add() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$"
+        f" BEGIN INSERT INTO {ROLLUP_TABLE} ({', '.join(ROLLUP_COLUMNS)}) {select} ORDER BY {order}"
+        f" {rollup_upsert(POSTGRES)}; RETURN NULL; END $$",
+        f"CREATE TRIGGER {ROLLUP_TABLE}_add AFTER INSERT ON {TABLE} REFERENCING NEW TABLE AS inserted"
+        f" FOR EACH STATEMENT EXECUTE FUNCTION {ROLLUP_TABLE}_add()",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
         name="create usage_ledger",
         sqlite=(create_table(SQLITE), *create_indexes()),
         postgres=(create_table(POSTGRES), *create_indexes()),
+    ),
+    Migration(
+        version=2,
+        name="create usage_rollup",
+        sqlite=(*_create_rollup(SQLITE), *_sqlite_rollup_trigger()),
+        postgres=(*_create_rollup(POSTGRES), *_postgres_rollup_trigger()),
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

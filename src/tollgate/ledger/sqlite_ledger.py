@@ -16,6 +16,13 @@ report over a million rows well under two seconds (bench/results-ledger.md):
   the table straight through instead, about a third faster.
 - A daily report is cut into contiguous runs of local days, one statement per reader in parallel; the runs' rows
   do not overlap and come back in day order, so they are simply concatenated.
+
+Reports the daily rollup answers (``ledger/rollup.py``) read ``usage_rollup`` instead, whose ``day`` is already the
+local day (the trigger finds the offset in ``usage_rollup_offsets``). Each statement runs in a read transaction
+with its check of the rollup state, so both come from one snapshot. A ledger opened with a time zone builds the
+rollup in ``migrate()``: the restart (clear, offsets, target = the last ledger id) in one transaction, then the rows
+up to the target in transactions of ``rollup.BUILD_CHUNK_ROWS`` ids, so the write lock (which the budget counters
+may share) is never held for long; rows inserted meanwhile have higher ids and are added by the trigger.
 """
 
 from __future__ import annotations
@@ -23,16 +30,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from tollgate.ledger import schema
-from tollgate.ledger.reports import Period, ReportQuery, ReportRow, day_from_number, make_period, offset_pieces
+from tollgate.ledger import rollup, schema
+from tollgate.ledger.reports import (
+    Period,
+    ReportQuery,
+    ReportRow,
+    SummaryTuple,
+    day_from_number,
+    make_period,
+    offset_pieces,
+    report_rows,
+)
+from tollgate.ledger.rollup import RollupState
 from tollgate.stores.sqlite_base import BUSY_TIMEOUT_MS, connect_wal, sqlite_errors, sqlite_path, transaction
 from tollgate.types import UsageRecord
 
@@ -59,8 +77,9 @@ def translate_errors() -> AbstractContextManager[None]:
 
 
 class SqliteLedger:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, timezone: str | None = None) -> None:
         self._path = path
+        self._timezone = timezone  # build the rollup for this zone in migrate(); None: leave it as it is
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tollgate-ledger")
         self._db: sqlite3.Connection | None = None  # opened lazily, in the worker thread
         # Reports read on connections of their own, one per reader thread.
@@ -70,11 +89,11 @@ class SqliteLedger:
         self._reader_lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str) -> SqliteLedger:
-        return cls(sqlite_path(url))
+    def from_url(cls, url: str, *, timezone: str | None = None) -> SqliteLedger:
+        return cls(sqlite_path(url), timezone=timezone)
 
     async def migrate(self) -> int:
-        return await self._run(_migrate)
+        return await self._run(functools.partial(_migrate, timezone=self._timezone))
 
     async def insert(self, records: Sequence[UsageRecord]) -> int:
         rows = [schema.row_values(record) for record in records]
@@ -87,15 +106,17 @@ class SqliteLedger:
         return await self._run(work) if rows else 0
 
     async def summarize(self, query: ReportQuery) -> list[ReportRow]:
+        return report_rows(query, await self.summary_tuples(query))
+
+    async def summary_tuples(self, query: ReportQuery) -> list[SummaryTuple]:
+        rolled = await self._read(functools.partial(_from_rollup, query))
+        if rolled is not None:
+            return rolled
         span = await self._read(_time_span)
         scan = not query.filters and _coverage(query.period, span) >= SCAN_COVERAGE
         parts = _day_runs(query, PARALLEL_READERS) if query.daily else [query]
-
-        def work(part: ReportQuery) -> Callable[[sqlite3.Connection], list[ReportRow]]:
-            sql, params = summary_sql(part, scan=scan)
-            return lambda db: _report_rows(part, db.execute(sql, params).fetchall())
-
-        results = await asyncio.gather(*(self._read(work(part)) for part in parts))
+        work = (functools.partial(_from_ledger, part, scan=scan) for part in parts)
+        results = await asyncio.gather(*(self._read(part) for part in work))
         return [row for rows in results for row in rows]
 
     async def count(self) -> int:
@@ -145,29 +166,71 @@ class SqliteLedger:
             return work(db)
 
 
+def _from_rollup(query: ReportQuery, db: sqlite3.Connection) -> list[SummaryTuple] | None:
+    """``query``'s summary tuples from the rollup, or None when it does not answer the query. The state and the
+    rows are read in one transaction (one snapshot), and by one statement: the rollup is read fast enough that
+    fetching its rows dominates, and two threads fetching at once only fight for the GIL."""
+    db.execute("BEGIN")
+    try:
+        if not rollup.answers(query, _rollup_state(db)):
+            return None
+        rows = db.execute(*rollup_sql(query)).fetchall()  # one C loop: faster than iterating the cursor
+        if rollup.full_grain(query):
+            return rollup.fold(rows, 1 + len(query.by), _day_dates())
+        return _dated(rows)
+    finally:
+        db.execute("COMMIT")
+
+
+def _from_ledger(query: ReportQuery, db: sqlite3.Connection, *, scan: bool) -> list[SummaryTuple]:
+    return _dated(db.execute(*summary_sql(query, scan=scan)))
+
+
 def summary_sql(query: ReportQuery, *, scan: bool = False) -> tuple[str, list[object]]:
-    """The one aggregating statement for ``query``: ``[day,] *by, requests, rejections, tokens…, cost_micros``,
-    ordered by day and then each group value (BINARY collation: code-point order) with NULLs last. ``scan`` reads
-    the table straight through rather than through an index."""
-    select: list[str] = []
+    """The one aggregating statement over the ledger for ``query``: ``day, *by, requests, rejections, tokens…,
+    cost_micros`` (day NULL unless daily), ordered by day and then each group value (BINARY collation: code-point
+    order) with NULLs last. ``scan`` reads the table straight through rather than through an index."""
     params: list[object] = []
-    if query.daily:
-        select.append(f"{_local_day(query, params)} AS day")
-    select += list(query.by)
-    where = ["started_at >= ?", "started_at < ?"]
+    select = [f"{_local_day(query, params)} AS day" if query.daily else "NULL", *query.by]
     params += [query.period.start, query.period.end]
+    where = ["started_at >= ?", "started_at < ?", *_filters(query, params)]
+    source = f"{schema.TABLE} NOT INDEXED" if scan else schema.TABLE
+    sql = f"SELECT {', '.join([*select, _AGGREGATES])} FROM {source} WHERE {' AND '.join(where)}"
+    return sql + _grouping(query), params
+
+
+def rollup_sql(query: ReportQuery) -> tuple[str, list[object]]:
+    """The statement over ``usage_rollup`` for a query it answers, with the same columns and order as
+    ``summary_sql``; at full grain the rollup rows themselves in index order, for ``rollup.fold``."""
+    params: list[object] = [rollup.day_number(query.period.first_day), rollup.day_number(query.period.last_day)]
+    where = ["day >= ?", "day <= ?", *_filters(query, params)]
+    if rollup.full_grain(query):
+        columns = ", ".join(["day", *query.by, *schema.ROLLUP_MEASURES])
+        order = ", ".join(schema.rollup_key(schema.SQLITE))
+        return f"SELECT {columns} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)} ORDER BY {order}", params
+    select = ["day" if query.daily else "NULL", *query.by, *(f"sum({name})" for name in schema.ROLLUP_MEASURES)]
+    sql = f"SELECT {', '.join(select)} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)}"
+    return sql + _grouping(query), params
+
+
+def _filters(query: ReportQuery, params: list[object]) -> list[str]:
+    where = []
     for column, values in query.filters:
         where.append(f"{column} IN ({', '.join('?' for _ in values)})" if values else "0")
         params += list(values)
     if query.dispatched_only:
         where.append("provider IS NOT NULL")
-    source = f"{schema.TABLE} NOT INDEXED" if scan else schema.TABLE
-    sql = f"SELECT {', '.join([*select, _AGGREGATES])} FROM {source} WHERE {' AND '.join(where)}"
-    if select:
-        keys = (["day"] if query.daily else []) + [f"{column} NULLS LAST" for column in query.by]
-        sql += f" GROUP BY {', '.join(str(position) for position in range(1, len(select) + 1))}"
-        sql += f" ORDER BY {', '.join(keys)}"
-    return sql, params
+    return where
+
+
+def _grouping(query: ReportQuery) -> str:
+    """``GROUP BY`` the day (when daily) and ``by``; ``ORDER BY`` them, code-point order, NULLs last."""
+    positions = [1] if query.daily else []
+    positions += range(2, len(query.by) + 2)
+    if not positions:
+        return ""
+    keys = (["day"] if query.daily else []) + [f"{column} NULLS LAST" for column in query.by]
+    return f" GROUP BY {', '.join(map(str, positions))} ORDER BY {', '.join(keys)}"
 
 
 def _time_span(db: sqlite3.Connection) -> tuple[float, float] | None:
@@ -210,17 +273,20 @@ def _local_day(query: ReportQuery, params: list[object]) -> str:
     return f"CAST((started_at + CASE {' '.join(cases)} ELSE ? END) / {SECONDS_PER_DAY} AS INTEGER)"
 
 
-def _report_rows(query: ReportQuery, rows: list[tuple[Any, ...]]) -> list[ReportRow]:
-    keys = len(query.by)
-    if not query.daily:
-        return [ReportRow(None, row[:keys], *row[keys:]) for row in rows if row[keys]]
+def _day_dates() -> Callable[[int], dt.date]:
+    """Days since the epoch → dates, each worked out once."""
     days: dict[int, dt.date] = {}
-    return [
-        ReportRow(
-            days.get(row[0]) or days.setdefault(row[0], day_from_number(row[0])), row[1 : keys + 1], *row[keys + 1 :]
-        )
-        for row in rows
-    ]
+
+    def date(number: int) -> dt.date:
+        return days.get(number) or days.setdefault(number, day_from_number(number))
+
+    return date
+
+
+def _dated(rows: Iterable[tuple[Any, ...]]) -> list[SummaryTuple]:
+    """Summary tuples with SQLite's day numbers as dates (rows without a day are kept as they are)."""
+    date = _day_dates()
+    return [row if row[0] is None else (date(row[0]), *row[1:]) for row in rows]
 
 
 def _connect_reader(path: str) -> sqlite3.Connection:
@@ -247,17 +313,79 @@ def _applied(db: sqlite3.Connection) -> set[int]:
     return {int(version) for (version,) in rows}
 
 
-def _migrate(db: sqlite3.Connection) -> int:
-    if not schema.pending(_applied(db)):
-        return 0  # the common case: no write lock taken
-    with transaction(db):
-        db.execute(schema.create_migrations_table(schema.SQLITE))
-        todo = schema.pending(_applied(db))  # again, under the lock: another worker may have just finished
-        for migration in todo:
-            for statement in migration.statements(schema.SQLITE):
-                db.execute(statement)
-            db.execute(
-                f"INSERT INTO {schema.MIGRATIONS_TABLE} (component, version, name, applied_at) VALUES (?, ?, ?, ?)",
-                (schema.COMPONENT, migration.version, migration.name, time.time()),
-            )
+def _migrate(db: sqlite3.Connection, *, timezone: str | None) -> int:
+    todo: tuple[schema.Migration, ...] = ()
+    if schema.pending(_applied(db)):  # the common case is not: no write lock taken
+        with transaction(db):
+            db.execute(schema.create_migrations_table(schema.SQLITE))
+            todo = schema.pending(_applied(db))  # again, under the lock: another worker may have just finished
+            for migration in todo:
+                for statement in migration.statements(schema.SQLITE):
+                    db.execute(statement)
+                db.execute(
+                    f"INSERT INTO {schema.MIGRATIONS_TABLE} (component, version, name, applied_at) VALUES (?, ?, ?, ?)",
+                    (schema.COMPONENT, migration.version, migration.name, time.time()),
+                )
+    if timezone is not None:
+        _build_rollup(db, timezone)
     return len(todo)
+
+
+def _rollup_state(db: sqlite3.Connection) -> RollupState | None:
+    """The rollup's state, or None before migration 2."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (schema.ROLLUP_STATE_TABLE,)
+    ).fetchone()
+    if exists is None:
+        return None
+    timezone, complete = db.execute(
+        f"SELECT timezone, built_through >= build_target FROM {schema.ROLLUP_STATE_TABLE}"
+    ).fetchone()
+    return RollupState(timezone, bool(complete))
+
+
+def _build_rollup(db: sqlite3.Connection, timezone: str) -> None:
+    """Make the rollup complete for ``timezone``: restart it if it was built for another zone (or never), then
+    add the ledger rows it has not seen, a chunk per transaction. Several workers may run this at once."""
+    if _rollup_state(db) == RollupState(timezone, complete=True):
+        return  # the common case: no write lock taken
+    with transaction(db):
+        state = _rollup_state(db)
+        if state is not None and state.timezone != timezone:
+            db.execute(f"DELETE FROM {schema.ROLLUP_TABLE}")
+            db.execute(f"DELETE FROM {schema.ROLLUP_OFFSETS_TABLE}")
+            db.executemany(
+                f"INSERT INTO {schema.ROLLUP_OFFSETS_TABLE} (until, offset_s) VALUES (?, ?)",
+                rollup.offset_table(timezone),
+            )
+            db.execute(
+                f"UPDATE {schema.ROLLUP_STATE_TABLE} SET timezone = ?, built_through = 0,"
+                f" build_target = (SELECT coalesce(max(id), 0) FROM {schema.TABLE})",
+                (timezone,),
+            )
+    while _build_rollup_chunk(db, timezone):
+        pass
+
+
+_BUILD_CHUNK = (
+    f"INSERT INTO {schema.ROLLUP_TABLE} ({', '.join(schema.ROLLUP_COLUMNS)}) "
+    + schema.rollup_aggregate(
+        schema.SQLITE, day=schema.sqlite_local_day("started_at"), source=schema.TABLE, where="id > ? AND id <= ?"
+    )
+    + f" {schema.rollup_upsert(schema.SQLITE)}"
+)
+
+
+def _build_rollup_chunk(db: sqlite3.Connection, timezone: str) -> bool:
+    """Add the next ``BUILD_CHUNK_ROWS`` ledger ids to the rollup; False when there is nothing left to add (or
+    another process has since rebuilt it for another zone: the last one started wins)."""
+    with transaction(db):
+        zone, done, target = db.execute(
+            f"SELECT timezone, built_through, build_target FROM {schema.ROLLUP_STATE_TABLE}"
+        ).fetchone()
+        if zone != timezone or done >= target:
+            return False
+        upto = min(done + rollup.BUILD_CHUNK_ROWS, target)
+        db.execute(_BUILD_CHUNK, (done, upto))
+        db.execute(f"UPDATE {schema.ROLLUP_STATE_TABLE} SET built_through = ?", (upto,))
+    return True
