@@ -5,6 +5,9 @@ the counters with their expired reservations purged, and prints used, reserved, 
 used, the reset time, the burn-rate forecast (when, at the window's rate so far, the counter runs out: an ISO time,
 or ``-`` / null when not before the reset; ``budgets/forecast.py``) and, for soft and shadow budgets, how many
 requests they would have refused.
+
+``read_status``, ``status_json`` and ``render_table`` are shared with ``tollgate report`` (``cli_ledger.py``), which
+adds the same rows (a narrower table) after a report whose period contains now.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from tollgate.services.admission import Admission, BudgetStatus
 from tollgate.settings import Settings
 from tollgate.stores import open_counter_store
 
-_COLUMNS = (
+COLUMNS = (
     "BUDGET",
     "SCOPE",
     "VALUE",
@@ -46,7 +49,7 @@ def budgets_status(
     """Print the status; exit status 0, or 1 when the store cannot be read."""
     at = time.time() if now is None else now
     try:
-        rows = asyncio.run(_collect(settings, at))
+        rows = asyncio.run(read_status(settings, at))
     except StoreUnavailable as exc:
         print(f"tollgate: {exc.message} ({settings.store.split('://', 1)[0]})", file=err or sys.stderr)
         return 1
@@ -54,7 +57,8 @@ def budgets_status(
     return 0
 
 
-async def _collect(settings: Settings, now: float) -> list[BudgetStatus]:
+async def read_status(settings: Settings, now: float) -> list[BudgetStatus]:
+    """Every budget and scope value in its current window at ``now``, read from the configured counter store."""
     store = open_counter_store(settings.store)
     try:
         return await Admission(settings, store).status(now)
@@ -63,7 +67,7 @@ async def _collect(settings: Settings, now: float) -> list[BudgetStatus]:
 
 
 def render_json(rows: Sequence[BudgetStatus], timezone: str, now: float) -> str:
-    return orjson.dumps({"timezone": timezone, "budgets": [_as_dict(row, now) for row in rows]}).decode() + "\n"
+    return orjson.dumps({"timezone": timezone, "budgets": [status_json(row, now) for row in rows]}).decode() + "\n"
 
 
 def runs_out(row: BudgetStatus, now: float) -> str | None:
@@ -79,7 +83,8 @@ def runs_out(row: BudgetStatus, now: float) -> str | None:
     return dt.datetime.fromtimestamp(int(at), start.tzinfo).isoformat()
 
 
-def _as_dict(row: BudgetStatus, now: float) -> dict[str, object]:
+def status_json(row: BudgetStatus, now: float) -> dict[str, object]:
+    """One row as the JSON object of ``budgets status --json`` (and of ``report --format json``'s ``budgets``)."""
     percent = row.percent
     return {
         "budget": row.budget,
@@ -103,11 +108,14 @@ def _usd(micros: int | None) -> float | None:
     return None if micros is None else micros / 1_000_000
 
 
-def render_table(rows: Sequence[BudgetStatus], now: float) -> str:
+def render_table(rows: Sequence[BudgetStatus], now: float, columns: Sequence[str] = COLUMNS) -> str:
+    """Aligned columns; ``columns`` picks (and orders) a subset of ``COLUMNS``."""
     if not rows:
         return "no budgets configured\n"
-    cells = [_COLUMNS, *(_cells(row, now) for row in rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    picks = [COLUMNS.index(name) for name in columns]
+    full = [_cells(row, now) for row in rows]
+    cells = [tuple(columns), *(tuple(line[i] for i in picks) for line in full)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n" for line in cells
     )

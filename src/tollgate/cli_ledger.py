@@ -5,6 +5,11 @@ configured ledger (``settings.ledger``) directly, brings its schema up to date, 
 prints the result as a table, CSV or JSON. Exit status: 0 success, 1 the ledger could not be read, 2 bad options
 (the message says which).
 
+When the report's period contains now and budgets are configured, ``report`` also reads the counter store and adds
+every budget counter of the current windows with its burn-rate forecast — the rows of ``tollgate budgets status``
+(``cli_budgets.read_status``), after the table (a "budgets" section) and in JSON (a ``budgets`` array). CSV stays
+one table of usage rows; the counters are in ``--format json`` and ``tollgate budgets status --json``.
+
 Money is printed from integer micro-dollars exactly: ``cost_usd`` has six decimal places in tables and CSV, and is
 a JSON number whose text is that same decimal (``cost_micros`` beside it is the integer).
 
@@ -22,28 +27,24 @@ import sys
 import time
 import zoneinfo
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import orjson
 
 from tollgate.budgets.model import Budget
 from tollgate.budgets.windows import window_at
+from tollgate.cli_budgets import read_status, status_json
+from tollgate.cli_budgets import render_table as render_budgets
 from tollgate.errors import BadRequest, StoreUnavailable
 from tollgate.ledger import open_ledger
-from tollgate.ledger.focus import (
-    FOCUS_COLUMNS,
-    csv_values,
-    focus_query,
-    focus_rows,
-    json_values,
-    parse_attribution,
-    provider_names,
-)
+from tollgate.ledger.focus import focus_query, parse_attribution, provider_names, write_csv, write_json
 from tollgate.ledger.reports import (
     Period,
     Report,
     ReportQuery,
     ReportRow,
+    SummaryTuple,
     make_report,
     parse_by,
     parse_period,
@@ -53,6 +54,7 @@ from tollgate.ledger.reports import (
 )
 from tollgate.ledger.verify import CounterCheck, compare, verify_query
 from tollgate.ledger.writer import LedgerWriter
+from tollgate.services.admission import BudgetStatus
 from tollgate.settings import Settings
 from tollgate.stores import open_counter_store
 
@@ -93,9 +95,20 @@ CHARGEBACK_COLUMNS = (
     "total_tokens",
     "cost_usd",
 )
+# The budgets section of a report: used against limit and the forecast (the rest is in ``tollgate budgets status``).
+BUDGET_COLUMNS = ("BUDGET", "SCOPE", "VALUE", "WINDOW", "USED", "LIMIT", "USED%", "RUNS OUT", "RESETS AT")
 _VERIFY_HEADINGS = ("BUDGET", "SCOPE", "VALUE", "WINDOW", "COUNTER", "LEDGER", "RESERVED", "")
 UNATTRIBUTED = "(unattributed)"
 NONE_IN_TABLE = "(none)"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSection:
+    """Every budget counter of the current windows at ``now``, as ``tollgate budgets status`` reads them."""
+
+    rows: tuple[BudgetStatus, ...]
+    now: float
+    timezone: str
 
 
 def report(
@@ -110,24 +123,39 @@ def report(
     out: TextIO,
     err: TextIO | None = None,
     today: dt.date | None = None,
+    now: float | None = None,
 ) -> int:
-    """Requests, tokens by kind, cost and rejections per group (and per local day with ``daily``)."""
+    """Requests, tokens by kind, cost and rejections per group (and per local day with ``daily``); in table and JSON
+    also the budgets' current windows when the period contains ``now`` (default: the clock; ``today`` defaults to
+    its local date)."""
+    at = time.time() if now is None else now
     try:
         if fmt not in FORMATS:
             raise BadRequest(f"--format must be one of {', '.join(FORMATS)}")
         names = parse_by(by)
-        query = report_query(_period(settings, period, date_from, date_to, today), names, daily=daily)
+        day = today or dt.datetime.fromtimestamp(at, zoneinfo.ZoneInfo(settings.timezone)).date()
+        query = report_query(_period(settings, period, date_from, date_to, day), names, daily=daily)
         rows = asyncio.run(_summarize(settings.ledger, query))
+        budgets = None if fmt == "csv" else _budget_section(settings, query.period, at)
     except (BadRequest, StoreUnavailable) as exc:
         return _fail(exc, err)
     result = make_report(query, names, rows)
     if fmt == "json":
-        out.write(render_json(result))
+        out.write(render_json(result, budgets))
     elif fmt == "csv":
         render_csv(result, out)
     else:
-        out.write(render_table(result))
+        out.write(render_table(result, budgets))
     return 0
+
+
+def _budget_section(settings: Settings, period: Period, now: float) -> BudgetSection | None:
+    """The counters of the current windows, or None when the period does not contain ``now`` or no budget is
+    configured (then the counter store is not opened at all)."""
+    if not settings.budgets or not period.start <= now < period.end:
+        return None
+    rows = asyncio.run(read_status(settings, now))
+    return BudgetSection(tuple(rows), now, settings.timezone)
 
 
 def chargeback(
@@ -183,32 +211,36 @@ def focus_export(
     today: dt.date | None = None,
 ) -> int:
     """The period's usage as FOCUS rows (see ``ledger/focus.py``), as CSV or a JSON array. ``by`` narrows the
-    attribution columns in the grain and in Tags (default: team, developer, repo, env)."""
+    attribution columns in the grain and in Tags (default: team, developer, repo, env). The rows are read as plain
+    tuples and written by ``focus.write_csv`` / ``write_json``: a full-grain export has hundreds of thousands."""
+
+    async def summary_tuples(query: ReportQuery) -> list[SummaryTuple]:
+        ledger = open_ledger(settings.ledger)
+        try:
+            await ledger.migrate()
+            return await ledger.summary_tuples(query)
+        finally:
+            await ledger.close()
+
     try:
         if fmt not in FOCUS_FORMATS:
             raise BadRequest(f"--format must be one of {', '.join(FOCUS_FORMATS)}")
         attribution = parse_attribution(by)
         query = focus_query(_period(settings, period, date_from, date_to, today), attribution)
-        rows = asyncio.run(_summarize(settings.ledger, query))
+        rows = asyncio.run(summary_tuples(query))
     except (BadRequest, StoreUnavailable) as exc:
         return _fail(exc, err)
-    focus = focus_rows(
-        rows, timezone=settings.timezone, providers=provider_names(settings.providers), attribution=attribution
-    )
-    if fmt == "json":
-        out.write(orjson.dumps([json_values(row) for row in focus], option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(FOCUS_COLUMNS)
-        writer.writerows(csv_values(row) for row in focus)
+    write = write_json if fmt == "json" else write_csv
+    write(rows, out, timezone=settings.timezone, providers=provider_names(settings.providers), attribution=attribution)
     return 0
 
 
 # -- rendering -------------------------------------------------------------------------------------------------------
 
 
-def render_table(result: Report) -> str:
-    """Aligned columns, one line per row and a TOTAL line; without groups only the TOTAL line."""
+def render_table(result: Report, budgets: BudgetSection | None = None) -> str:
+    """Aligned columns, one line per row and a TOTAL line; without groups only the TOTAL line. Then, with
+    ``budgets``, a blank line and the budgets section."""
     daily = result.query.daily
     keys = [*(["DAY"] if daily else []), *(name.upper() for name in result.by)]
     lines = [[*_keys(row, daily, NONE_IN_TABLE), *_table_measures(row)] for row in result.rows] if keys else []
@@ -224,6 +256,10 @@ def render_table(result: Report) -> str:
             for index, (cell, width) in enumerate(zip(line, widths, strict=True))
         ]
         text.append("  ".join(cells).rstrip())
+    if budgets is not None:
+        at = dt.datetime.fromtimestamp(int(budgets.now), zoneinfo.ZoneInfo(budgets.timezone)).isoformat()
+        text += ["", f"budgets in their current windows at {at}"]
+        text.append(render_budgets(budgets.rows, budgets.now, BUDGET_COLUMNS).rstrip("\n"))
     return "\n".join(text) + "\n"
 
 
@@ -235,15 +271,18 @@ def render_csv(result: Report, out: TextIO) -> None:
         writer.writerow([*_keys(row, daily, ""), *_measures(row), usd(row.cost_micros)])
 
 
-def render_json(result: Report) -> str:
+def render_json(result: Report, budgets: BudgetSection | None = None) -> str:
+    """The report as one object; with ``budgets``, a ``budgets`` array of ``budgets status --json`` objects."""
     period = result.query.period
-    document = {
+    document: dict[str, Any] = {
         "period": _period_json(period),
         "by": list(result.by),
         "daily": result.query.daily,
         "rows": [_row_json(result, row) for row in result.rows],
         "total": _measures_json(result.total),
     }
+    if budgets is not None:
+        document["budgets"] = [status_json(row, budgets.now) for row in budgets.rows]
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
