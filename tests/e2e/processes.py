@@ -77,6 +77,19 @@ def tollgate_serve(config: Path, workers: int, log: Path) -> Iterator[ServerProc
         _stop(process)
 
 
+def kill_group(server: ServerProcess, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGKILL the whole session group at once (server and workers, nothing gets to clean up), and wait until every
+    one of them is gone."""
+    pids = [server.process.pid, *server.workers()]
+    os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while any(running(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"processes still running after SIGKILL: {[p for p in pids if running(p)]}")
+        time.sleep(0.02)
+
+
 def children(pid: int) -> list[int]:
     """Direct children of ``pid``, from /proc/<pid>/task/*/children."""
     found: list[int] = []
