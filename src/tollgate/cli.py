@@ -46,6 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
         http="httptools",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # the gateway reads no X-Forwarded-*; the middleware cost ~1 µs per request for nothing
+        server_header=False,
         log_config=None,
         timeout_graceful_shutdown=30,
     )

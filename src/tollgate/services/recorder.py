@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Protocol
 
 import orjson
@@ -24,7 +23,7 @@ class LogRecorder:
 
     def record(self, record: UsageRecord) -> None:
         if self._logger.isEnabledFor(logging.INFO):
-            self._logger.info(orjson.dumps(asdict(record)).decode())
+            self._logger.info(orjson.dumps(record).decode())
 
 
 class MemoryRecorder:
