@@ -14,6 +14,7 @@ import redis
 
 from tollgate.budgets.model import CounterState
 from tollgate.errors import BudgetExceeded, StoreUnavailable
+from tollgate.services import admission as admission_module
 from tollgate.services.admission import Admission, BudgetStatus, CounterStore, Ticket
 from tollgate.settings import BudgetSettings, Limit, Settings
 from tollgate.stores import open_counter_store
@@ -377,6 +378,35 @@ def test_one_second_after_local_midnight_the_daily_budget_is_fresh(store_url: st
         assert fresh.remaining_tokens == 0
 
     run(store_url, settings(DEV_DAILY), scenario)
+
+
+def test_resolved_budgets_follow_the_clock_both_ways(store_url: str) -> None:
+    # Plans are cached per (caller, model) while the clock stays inside their windows; a clock stepped back to the
+    # previous day (NTP) must charge that day's counter again, not the cached one.
+    async def scenario(admission: Admission, store: CounterStore, clock: Clock) -> None:
+        starts = []
+        for at in (NOON, NOON + 60, NOON + SECONDS_TO_RESET + 1, NOON):
+            clock.now = at
+            ticket = await admission.admit(ALICE, "m", estimate_tokens=1, estimate_micros=0, request_id=f"r{at}")
+            starts.append(ticket.claims[0].counter.window_start)
+            await admission.settle(ticket, record(f"r{at}", ALICE, 1))
+        assert starts[0] == starts[1] == starts[3]
+        assert starts[2] == starts[0] + 86_400
+
+    run(store_url, settings(DEV_DAILY), scenario)
+
+
+def test_the_plan_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(admission_module, "PLAN_CACHE_SIZE", 3)
+
+    async def scenario(admission: Admission, store: CounterStore, clock: Clock) -> None:
+        for n in range(10):
+            caller = Caller(key_name="ci", developer=f"dev{n}", team="payments", repo=f"r{n}", env="dev", priority=0)
+            ticket = await admission.admit(caller, "m", estimate_tokens=1, estimate_micros=0, request_id=f"r{n}")
+            assert ticket.claims[0].counter.scope_value == f"dev{n}"
+            assert len(admission._plans) <= 3
+
+    run(f"sqlite:///{tmp_path / 'c.db'}", settings(DEV_DAILY), scenario)
 
 
 def test_status_lists_every_budget_and_scope_value(store_url: str) -> None:

@@ -43,6 +43,8 @@ __all__ = ["Admission", "BudgetStatus", "CounterStore", "OutboxItem", "Ticket"]
 
 # How long a counter outlives its window (beyond the reservation TTL), so status and late settles still find it.
 COUNTER_EXPIRY_MARGIN_S = 86_400
+# Resolved plans kept per (caller, model); a CI key's repo header makes callers open-ended, so the cache is bounded.
+PLAN_CACHE_SIZE = 4096
 
 
 class CounterStore(Protocol):
@@ -143,6 +145,16 @@ class _Plan:
     claim: Claim
 
 
+@dataclass(frozen=True, slots=True)
+class _Plans:
+    """Every matching budget for one (caller, model), valid for ``valid_from <= now < valid_until``."""
+
+    plans: tuple[_Plan, ...]
+    claims: tuple[Claim, ...]
+    valid_from: int
+    valid_until: int
+
+
 class Admission:
     def __init__(self, settings: Settings, store: CounterStore, clock: Callable[[], float] = time.time) -> None:
         self._budgets = tuple(Budget.from_settings(spec) for spec in settings.budgets)
@@ -153,21 +165,41 @@ class Admission:
         self._ttl_s = settings.reservation_ttl_s
         self._store = store
         self._clock = clock
+        self._plans: dict[tuple[Caller, str], _Plans] = {}
 
     def applies(self, caller: Caller, model: str) -> bool:
         """Whether any budget matches this caller and model (in memory)."""
         return self._matcher.any_match(caller, model)
 
+    def _plans_for(self, caller: Caller, model: str, now: float) -> _Plans:
+        """The matching budgets resolved at ``now``; reused while ``now`` stays inside every one of their windows."""
+        key = (caller, model)
+        cached = self._plans.get(key)
+        if cached is not None and cached.valid_from <= now < cached.valid_until:
+            return cached
+        plans = tuple(self._plan(match, caller, now) for match in self._matcher.matches(caller, model))
+        resolved = _Plans(
+            plans,
+            tuple(plan.claim for plan in plans),
+            max((plan.window.start for plan in plans), default=0),
+            min((plan.window.end for plan in plans), default=0),
+        )
+        if not plans:
+            return resolved
+        if len(self._plans) >= PLAN_CACHE_SIZE:
+            self._plans.clear()
+        self._plans[key] = resolved
+        return resolved
+
     async def admit(
         self, caller: Caller, model: str, *, estimate_tokens: int, estimate_micros: int, request_id: str
     ) -> Ticket:
         """Reserve on every matching budget at once, or raise ``BudgetExceeded`` naming the hard one that refused."""
-        matches = self._matcher.matches(caller, model)
-        if not matches:
-            return Ticket(None, None, request_id)
         now = self._clock()
-        plans = [self._plan(match, caller, now) for match in matches]
-        claims = tuple(plan.claim for plan in plans)
+        resolved = self._plans_for(caller, model, now)
+        if not resolved.plans:
+            return Ticket(None, None, request_id)
+        plans, claims = resolved.plans, resolved.claims
         reservation = Reservation(request_id, max(0, estimate_tokens), max(0, estimate_micros), now + self._ttl_s)
         outcome = await self._store.reserve(claims, reservation, now)
         if outcome.refused is not None:
