@@ -1,12 +1,13 @@
 """Load benchmark: the simulated provider direct and through the gateway, cell by cell, with wrk.
 
-Usage: ``python -m bench.run [--seconds 5] [--quick] [--stores sqlite,redis] [--no-profile] [--out bench/results.md]``
-(``make bench``). See ``bench/README.md``. Not a test: the numbers depend on the machine; the numbers of record are
-in ``bench/results.md``.
+Usage: ``python -m bench.run [--seconds 4] [--repeat 3] [--quick] [--stores sqlite,redis] [--profile-seconds 10]
+[--out bench/results.md]`` (``make bench``). See ``bench/README.md``. Not a test: the numbers depend on the machine;
+the numbers of record are in ``bench/results.md``.
 
 Layout (two cores): the gateway (``tollgate serve --workers 1``) is pinned to core 0; the simulator
-(``tollgate simulate --no-record``) and wrk are pinned to core 1. Every cell runs wrk once direct to the simulator
-and once through the gateway, for the same number of seconds, with the same body. Everything started here runs in
+(``tollgate simulate --no-record``), the bench's own ``redis-server`` and wrk are pinned to core 1. Every cell runs
+wrk direct to the simulator and then through the gateway, for the same number of seconds, with the same body,
+``--repeat`` times; the report gives the median of each column. Everything started here runs in
 its own process group and is killed in ``finally``.
 """
 
@@ -25,6 +26,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "bench" / "lua"
 TOLLGATE = str(Path(sys.executable).with_name("tollgate"))
 PYSPY = str(Path(sys.executable).with_name("py-spy"))
-REDIS_URL = "redis://127.0.0.1:6379/14"
 BENCH_KEY = "tg-bench-" + "0123456789abcdef" * 4  # 64 hex digits: a valid, fixed, bench-only key
 GATEWAY_CORE = "0"
 LOAD_CORE = "1"
@@ -115,6 +116,30 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def redis_server(tmp: Path) -> Iterator[str]:
+    """The bench's own Redis (no persistence), pinned with the load generator; yields its URL."""
+    if not shutil.which("redis-server"):
+        raise SystemExit("bench: redis-server is not installed (apt-get install -y redis-server)")
+    port = free_port()
+    cmd = ["taskset", "-c", LOAD_CORE, "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+    cmd += ["--save", "", "--appendonly", "no", "--dir", str(tmp)]
+    log = tmp / "redis.log"
+    with started(cmd, log) as proc:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"bench: redis-server exited with {proc.returncode}; log:\n{log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    break
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: redis-server not answering after 30 s")
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
 
 
 def wait_ready(url: str, body: bytes, headers: dict[str, str], proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -234,9 +259,9 @@ def run_wrk(cmd: list[str]) -> WrkResult:
 # ---------------------------------------------------------------- config
 
 
-def write_config(path: Path, store: str, sim_port: int, db: Path) -> None:
+def write_config(path: Path, store: str, sim_port: int, db: Path, redis_url: str) -> None:
     sqlite_url = f"sqlite:///{db}"  # db is absolute, so four slashes
-    store_url = REDIS_URL if store == "redis" else sqlite_url
+    store_url = redis_url if store == "redis" else sqlite_url
     key_hash = hashlib.sha256(BENCH_KEY.encode()).hexdigest()
     big = "{tokens: 1000000000000, usd: 1000000000}"
     path.write_text(
@@ -260,10 +285,10 @@ budgets:
     )
 
 
-def flush_redis() -> None:
+def flush_redis(url: str) -> None:
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(url)
     try:
         client.flushdb()
     finally:
@@ -291,16 +316,16 @@ def probe(port: int, model: str) -> tuple[str, bytes, dict[str, str]]:
 
 @contextlib.contextmanager
 def gateway(
-    tmp: Path, store: str, sim_port: int, workers: int, pin: bool, tag: str
+    tmp: Path, store: str, sim_port: int, workers: int, pin: bool, tag: str, redis_url: str
 ) -> Iterator[tuple[int, int, Path, str]]:
     """A fresh gateway (fresh stores): yields (pid, port, ledger db, command)."""
     db = tmp / f"{tag}.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     if store == "redis":
-        flush_redis()
+        flush_redis(redis_url)
     config = tmp / f"{tag}.yaml"
-    write_config(config, store, sim_port, db)
+    write_config(config, store, sim_port, db, redis_url)
     port = free_port()
     cmd = ["taskset", "-c", GATEWAY_CORE] if pin else []
     cmd += [TOLLGATE, "serve", "--config", str(config), "--port", str(port), "--workers", str(workers)]
@@ -320,40 +345,64 @@ def measure(
     gw_port: int,
     workers: int,
     direct: bool,
+    repeat: int,
 ) -> Row:
+    """``repeat`` pairs of runs (direct, then gateway); each column is the median over the pairs."""
     pin = workers == 1
-    direct_result = None
-    if direct:
-        direct_result = run_wrk(
-            wrk_command(f"http://127.0.0.1:{sim_port}", endpoint, endpoint.upstream_model, connections, seconds, True)
+    directs: list[WrkResult] = []
+    gateways: list[WrkResult] = []
+    cpu_per_request: list[float] = []
+    for _ in range(repeat):
+        if direct:
+            directs.append(
+                run_wrk(
+                    wrk_command(
+                        f"http://127.0.0.1:{sim_port}", endpoint, endpoint.upstream_model, connections, seconds, True
+                    )
+                )
+            )
+        pids = worker_pids(gw_pid, workers)
+        before = cpu_seconds(pids)
+        result = run_wrk(
+            wrk_command(f"http://127.0.0.1:{gw_port}", endpoint, endpoint.gateway_model, connections, seconds, pin)
         )
-    pids = worker_pids(gw_pid, workers)
-    before = cpu_seconds(pids)
-    result = run_wrk(
-        wrk_command(f"http://127.0.0.1:{gw_port}", endpoint, endpoint.gateway_model, connections, seconds, pin)
-    )
-    cpu = cpu_seconds(pids) - before
+        cpu_per_request.append((cpu_seconds(pids) - before) * 1000 / max(result.requests, 1))
+        gateways.append(result)
     row = Row(
         store=store,
         endpoint=endpoint.name,
         connections=connections,
         workers=workers,
-        direct=direct_result,
-        gateway=result,
-        cpu_ms_per_request=cpu * 1000 / max(result.requests, 1),
-        peak_rss_mb=peak_rss_mb(pids),
+        direct=median_result(directs) if directs else None,
+        gateway=median_result(gateways),
+        cpu_ms_per_request=statistics.median(cpu_per_request),
+        peak_rss_mb=peak_rss_mb(worker_pids(gw_pid, workers)),
     )
     print(format_row(row), flush=True)
     return row
 
 
-def profile(tmp: Path, sim_port: int, store: str, seconds: float) -> tuple[str, str]:
+def median_result(results: Sequence[WrkResult]) -> WrkResult:
+    """The median of each rate and latency over repeated runs; requests and errors summed."""
+    return WrkResult(
+        requests=sum(r.requests for r in results),
+        rps=statistics.median(r.rps for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p90_ms=statistics.median(r.p90_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        non2xx=sum(r.non2xx for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        command=results[0].command,
+    )
+
+
+def profile(tmp: Path, sim_port: int, store: str, seconds: float, redis_url: str) -> tuple[str, str]:
     """py-spy the gateway worker under openai non-stream load at 16 connections; (command, markdown breakdown)."""
     if not Path(PYSPY).exists():
         return "", "py-spy is not installed (`.venv/bin/pip install py-spy`); no profile.\n"
     endpoint = ENDPOINTS[0]
     raw = tmp / "profile.txt"
-    with gateway(tmp, store, sim_port, 1, True, "profile") as (pid, port, _db, _cmd):
+    with gateway(tmp, store, sim_port, 1, True, "profile", redis_url) as (pid, port, _db, _cmd):
         wrk = wrk_command(f"http://127.0.0.1:{port}", endpoint, endpoint.gateway_model, 16, seconds + 4, True)
         with started(wrk, tmp / "profile-wrk.log"):
             time.sleep(2)
@@ -494,7 +543,8 @@ def ensure_wrk() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="wrk duration of each run (default 5)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="wrk duration of each run (default 4)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the report gives medians (default 3)")
     parser.add_argument("--quick", action="store_true", help="a small subset: openai chat, 1 and 16 connections")
     parser.add_argument("--stores", default="sqlite,redis", help="comma-separated: sqlite, redis")
     parser.add_argument("--connections", default="1,16,64", help="comma-separated connection counts")
@@ -519,28 +569,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim_port = free_port()
         sim_cmd = ["taskset", "-c", LOAD_CORE, TOLLGATE, "simulate", "--port", str(sim_port), "--no-record"]
         commands.append(shlex.join(sim_cmd))
-        with started(sim_cmd, tmp / "simulator.log") as sim:
+        with started(sim_cmd, tmp / "simulator.log") as sim, redis_server(tmp) as redis_url:
             url, body, headers = probe(sim_port, "gpt-4o-mini")
             wait_ready(url, body, headers, sim, tmp / "simulator.log")
             print(HEADER, flush=True)
             for store in stores:
-                with gateway(tmp, store, sim_port, 1, True, store) as (pid, port, db, cmd):
+                with gateway(tmp, store, sim_port, 1, True, store, redis_url) as (pid, port, db, cmd):
                     commands.append(cmd)
                     # warm-up: imports, connection pools, caches (not reported)
                     run_wrk(wrk_command(f"http://127.0.0.1:{port}", ENDPOINTS[0], "bench-gpt", 16, 2, True))
                     for endpoint in endpoints:
                         for conns in connections:
-                            row = measure(store, endpoint, conns, args.seconds, sim_port, pid, port, 1, True)
+                            row = measure(
+                                store, endpoint, conns, args.seconds, sim_port, pid, port, 1, True, args.repeat
+                            )
                             rows.append(row)
                             commands.append(row.direct.command if row.direct else "")
                             commands.append(row.gateway.command)
                     ledger_notes.append(f"{store}: {ledger_rows(db)} ledger rows after the run")
                 if not args.quick:
                     try:
-                        with gateway(tmp, store, sim_port, 2, False, f"{store}-w2") as (pid, port, _db, cmd):
+                        with gateway(tmp, store, sim_port, 2, False, f"{store}-w2", redis_url) as (pid, port, _db, cmd):
                             commands.append(cmd)
                             run_wrk(wrk_command(f"http://127.0.0.1:{port}", ENDPOINTS[0], "bench-gpt", 16, 2, False))
-                            row = measure(store, ENDPOINTS[0], 16, args.seconds, sim_port, pid, port, 2, False)
+                            row = measure(
+                                store, ENDPOINTS[0], 16, args.seconds, sim_port, pid, port, 2, False, args.repeat
+                            )
                             rows.append(row)
                             commands.append(row.gateway.command)
                     except SystemExit as exc:  # report the failure, keep the rest of the run
@@ -549,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"bench: {store} --workers 2 failed: {exc}\n{log_tail}", file=sys.stderr)
             if args.profile_seconds > 0 and not args.quick:
                 profile_store = "redis" if "redis" in stores else stores[0]
-                profile_cmd, profile_text = profile(tmp, sim_port, profile_store, args.profile_seconds)
+                profile_cmd, profile_text = profile(tmp, sim_port, profile_store, args.profile_seconds, redis_url)
     write_report(Path(args.out), args, rows, commands, ledger_notes, profile_cmd, profile_text)
     print(f"bench: wrote {args.out}", file=sys.stderr)
     return 0
@@ -569,7 +623,8 @@ def write_report(
         "# Load benchmark results",
         "",
         f"Written by `python -m bench.run {argv}`".rstrip() + f" on {time.strftime('%Y-%m-%d %H:%M %Z')}; "
-        f"{args.seconds:g} s of wrk per run. See `bench/README.md` for what each column means.",
+        f"{args.seconds:g} s of wrk per run, {args.repeat} runs per cell, medians. "
+        "See `bench/README.md` for what each column means.",
         "",
         "## Machine",
         "",
