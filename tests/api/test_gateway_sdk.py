@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +57,7 @@ models:
   - {{name: cut, provider: sim-openai, upstream_model: "gpt-4o-mini+sim-disconnect-after-3"}}
   - {{name: claude-cut, provider: sim-anthropic, upstream_model: "claude-haiku-4-5+sim-disconnect-after-3"}}
   - {{name: dribble, provider: sim-openai, upstream_model: "gpt-4o-mini+sim-chunk-delay-200"}}
+  - {{name: claude-dribble, provider: sim-anthropic, upstream_model: "claude-haiku-4-5+sim-chunk-delay-200"}}
 keys:
   - {{name: alice, key: env:ALICE_KEY, developer: alice, team: payments, env: dev}}
   - {{name: carol, key: env:CAROL_KEY, developer: carol, team: search, env: dev, models: [fast]}}
@@ -359,6 +363,53 @@ def test_stream_is_relayed_as_it_arrives_and_client_disconnect_settles(gw: Runni
     record = gw.records[0]
     assert record.outcome == "client_disconnect"
     assert record.usage_source == "counted" and record.usage.input_tokens > 0
+
+
+def _settled(db: Path, request_id: str) -> bool:
+    """The request's ledger entry is in the outbox or already moved on to the ledger (same SQLite file here)."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        found = conn.execute(
+            "SELECT 1 FROM outbox WHERE request_id = ? UNION ALL SELECT 1 FROM usage_ledger WHERE request_id = ?",
+            (request_id, request_id),
+        ).fetchall()
+    return bool(found)
+
+
+@pytest.mark.parametrize(
+    ("path", "model", "last_line"),
+    [("/v1/chat/completions", "dribble", "data: [DONE]"), ("/v1/messages", "claude-dribble", "event: message_stop")],
+)
+def test_a_stream_is_settled_before_its_terminating_event_is_relayed(
+    gw: RunningGateway, tmp_path: Path, path: str, model: str, last_line: str
+) -> None:
+    # A client may stop reading at the terminating event (the synchronous openai SDK does): by then the request must
+    # already be charged, so a gateway dying right after sending it loses nothing. The test holds the store's write
+    # lock from the first event on: the terminating event must not arrive before the lock is released.
+    db = tmp_path / "counters.db"
+    body = {"model": model, "messages": MESSAGES, "max_tokens": 3, "stream": True}
+    headers = {"authorization": f"Bearer {ALICE}", "x-api-key": ALICE, "anthropic-version": "2023-06-01"}
+    with httpx.stream("POST", gw.base_url + path, json=body, headers=headers, timeout=30) as response:
+        request_id = response.headers["x-request-id"]
+        lines = response.iter_lines()
+        next(line for line in lines if line.startswith("data:"))
+        lock = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        lock.execute("BEGIN IMMEDIATE")
+        released = threading.Event()
+
+        def release() -> None:
+            time.sleep(1.5)
+            released.set()
+            lock.execute("ROLLBACK")
+            lock.close()
+
+        releaser = threading.Thread(target=release)
+        releaser.start()
+        try:
+            next(line for line in lines if line == last_line)
+            assert released.is_set(), "the terminating event went out before the settle"
+            assert _settled(db, request_id)
+        finally:
+            releaser.join()
 
 
 def test_every_response_has_a_request_id(gw: RunningGateway) -> None:

@@ -21,10 +21,10 @@ ledger row and charged nothing; its reservation expires after ``reservation_ttl_
 test_budget_concurrency.py). Its client got no complete answer — that is what this test checks. A settled request
 whose answer never reached its client does have a row (counted in the bound above).
 
-A client is counted as having seen a stream completed only when the HTTP body ended, not when ``data: [DONE]``
-arrived: the edge relays the provider's last event and only then settles (``MeteredStream.aclose``) and ends the
-body. A client that stops reading at ``[DONE]`` (the synchronous openai SDK does) can therefore see a whole answer
-whose settle a kill at that instant prevents. Such streams are counted and printed (``done_only``), not asserted on.
+A stream counts as completed once ``data: [DONE]`` arrived, even if the kill cut the body before it ended: the
+gateway settles before it relays the terminating event (``MeteredStream``), so a client that stops reading at
+``[DONE]`` (the synchronous openai SDK does) never holds an answer that was not charged. Such streams are also
+counted and printed (``done_only``).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def write_config(tmp_path: Path, stores: Stores, unique: str) -> Path:
 class Seen:
     """What the clients saw."""
 
-    completed: dict[str, int] = field(default_factory=dict)  # request id → 200 or 429, response received in full
+    completed: dict[str, int] = field(default_factory=dict)  # request id → 200 or 429, answer received in full
     other: dict[str, int] = field(default_factory=dict)  # complete answers with any other status
     done_only: list[str] = field(default_factory=list)  # streams cut after ``data: [DONE]`` arrived
     cut: int = 0  # requests sent whose answer the kill cut off (or that got no answer at all)
@@ -166,6 +166,7 @@ async def client_loop(client: httpx.AsyncClient, index: int, stop: asyncio.Event
             seen.cut += 1
             if b"data: [DONE]" in received and request_id is not None:
                 seen.done_only.append(request_id)
+                seen.completed[request_id] = 200  # the whole answer arrived: it must be in the ledger
             return
         if response.status_code in (200, 429):
             seen.completed[request_id] = response.status_code

@@ -125,9 +125,12 @@ class GatewayApp:
         body = await self._read_body(headers, receive)
         response = await self._proxy.handle(endpoint, headers, body, request_id)
         if isinstance(response, FullResponse):
-            await _send_json(
-                send, response.status, response.body, request_id, response.headers, response.content_type.encode()
-            )
+            try:
+                await _send_json(
+                    send, response.status, response.body, request_id, response.headers, response.content_type.encode()
+                )
+            finally:
+                await response.after()  # the store's confirmation and the usage line, once the answer is out
         else:
             await _relay(response, endpoint.dialect, receive, send, request_id)
 
@@ -219,9 +222,12 @@ async def _relay(response: StreamingResponse, dialect: Dialect, receive: Receive
             {"type": "http.response.body", "body": stream_error_event(exc, dialect, request_id), "more_body": True}
         )
     finally:
-        await stream.aclose(disconnected=disconnected)
-    if not disconnected:
-        await send({"type": "http.response.body", "body": b""})
+        after = await stream.aclose(disconnected=disconnected)
+    try:
+        if not disconnected:
+            await send({"type": "http.response.body", "body": b""})
+    finally:
+        await after()
 
 
 async def _pump(stream: Any, send: Send) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,6 +68,21 @@ class CounterStore(Protocol):
     ) -> None:
         """Atomically: drop ``reservation`` from each claim's counter if it is still held, add the actual usage,
         and append ``payload`` to the outbox. A reservation already expired is not subtracted twice."""
+        ...
+
+    def settle_now(
+        self,
+        claims: Sequence[Claim],
+        reservation: Reservation | None,
+        *,
+        tokens: int,
+        micros: int,
+        now: float,
+        request_id: str,
+        payload: bytes,
+    ) -> Awaitable[None] | None:
+        """``settle``, with the command written to the store's connection before this returns; the store's answer
+        is the returned awaitable. None (and nothing done) when the store cannot do that: call ``settle`` then."""
         ...
 
     async def append_outbox(self, request_id: str, payload: bytes) -> None: ...
@@ -218,18 +233,28 @@ class Admission:
 
         A ticket settles once; a second call does nothing.
         """
+        confirmation = await self.hand_off(ticket, record)
+        if confirmation is not None:
+            await confirmation
+
+    async def hand_off(self, ticket: Ticket, record: UsageRecord) -> Awaitable[None] | None:
+        """``settle``, returning as soon as the settle has left this process so the answer can go out while the store
+        confirms: a store with ``settle_now`` has written the command to its connection when this returns, and the
+        confirmation to await is returned; any other store is awaited here in full (None is returned)."""
         if ticket.settled:
-            return
+            return None
         ticket.settled = True
-        await self._store.settle(
-            ticket.claims,
-            ticket.reservation,
-            tokens=max(0, record.usage.total_tokens),
-            micros=max(0, record.cost_micros),
-            now=self._clock(),
-            request_id=record.request_id,
-            payload=orjson.dumps(record),
+        tokens, micros = max(0, record.usage.total_tokens), max(0, record.cost_micros)
+        now, payload = self._clock(), orjson.dumps(record)
+        claims, reservation, request_id = ticket.claims, ticket.reservation, record.request_id
+        confirmation = self._store.settle_now(
+            claims, reservation, tokens=tokens, micros=micros, now=now, request_id=request_id, payload=payload
         )
+        if confirmation is None:
+            await self._store.settle(
+                claims, reservation, tokens=tokens, micros=micros, now=now, request_id=request_id, payload=payload
+            )
+        return confirmation
 
     async def record_rejection(self, record: UsageRecord) -> None:
         """Write a refused request's ledger entry to the outbox."""

@@ -1,7 +1,11 @@
 """A streamed upstream response, relayed event by event and settled exactly once in its close path.
 
-``aclose()`` is reached on normal end, on an upstream failure and on client disconnect alike (the HTTP edge calls
-it in a ``finally``); it closes the upstream response and hands the usage seen so far to the ``finish`` callback.
+The stream settles as soon as the provider's terminating event (``[DONE]``, ``message_stop``, a terminal error
+event) has been read, BEFORE that event is relayed: a client that stops reading there (the synchronous openai SDK
+does) never holds an answer whose settle has not left the process. Otherwise ``aclose()`` settles: it is reached on
+normal end, on an upstream failure and on client disconnect alike (the HTTP edge calls it in a ``finally``); it closes
+the upstream response and hands the usage seen so far to the ``finish`` callback. It returns what ``finish``
+returned (what is left to do once the answer is out; the edge awaits it).
 Usage is cumulative (the provider's latest numbers overwrite earlier ones). When the provider's own count never
 arrived, the output is counted from the relayed text and the input is the provider's figure if it sent one, else the
 gateway's estimate.
@@ -9,8 +13,10 @@ gateway's estimate.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
 
 from tollgate.errors import UpstreamError, UpstreamUnavailable
 from tollgate.providers import StreamMeter
@@ -18,8 +24,10 @@ from tollgate.tokens import tokens_for_text_chars
 from tollgate.types import Usage
 from tollgate.upstream.client import UpstreamResponse
 
-# finish(usage, usage_source, outcome, ttft_ms)
-StreamFinish = Callable[[Usage, str, str, "float | None"], Awaitable[None]]
+_After = TypeVar("_After")
+
+# finish(usage, usage_source, outcome, ttft_ms) -> what the edge awaits after the last byte is sent
+StreamFinish = Callable[[Usage, str, str, "float | None"], Awaitable[_After]]
 
 
 def counted_usage(meter: StreamMeter, input_estimate: int) -> tuple[Usage, str]:
@@ -37,8 +45,8 @@ def counted_usage(meter: StreamMeter, input_estimate: int) -> tuple[Usage, str]:
     return usage, "counted"
 
 
-class MeteredStream:
-    """Async iterator of the bytes to relay; ``aclose()`` settles (idempotent)."""
+class MeteredStream(Generic[_After]):
+    """Async iterator of the bytes to relay; settles once, at the terminating event or in ``aclose()``."""
 
     def __init__(
         self,
@@ -47,7 +55,7 @@ class MeteredStream:
         *,
         input_estimate: int,
         started: float,
-        finish: StreamFinish,
+        finish: StreamFinish[_After],
     ) -> None:
         self._response = response
         self._chunks: AsyncIterator[bytes] = response.chunks()
@@ -58,9 +66,10 @@ class MeteredStream:
         self._ttft_ms: float | None = None
         self._outcome = "ok"
         self._closed = False
+        self._settling: asyncio.Future[_After] | None = None
         self.upstream_error: UpstreamError | None = None
 
-    def __aiter__(self) -> MeteredStream:
+    def __aiter__(self) -> MeteredStream[_After]:
         return self
 
     async def __anext__(self) -> bytes:
@@ -82,19 +91,29 @@ class MeteredStream:
                 self.upstream_error = exc
                 raise
             relay = meter.feed(chunk)
+            if relay and self._ttft_ms is None:
+                self._ttft_ms = (time.perf_counter() - self._started) * 1000
+            if meter.finished and self._settling is None:
+                # Before the terminating event goes out; shielded: a client leaving now must not cut the settle.
+                self._settling = asyncio.ensure_future(self._settle())
+                await asyncio.shield(self._settling)
             if relay:
-                if self._ttft_ms is None:
-                    self._ttft_ms = (time.perf_counter() - self._started) * 1000
                 return relay
 
-    async def aclose(self, *, disconnected: bool = False) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if disconnected and self._outcome == "ok":
-            self._outcome = "client_disconnect"
+    async def aclose(self, *, disconnected: bool = False) -> _After:
+        """Close the upstream response and settle unless the terminating event did already; returns what ``finish``
+        returned."""
+        if not self._closed:
+            self._closed = True
+            if disconnected and self._outcome == "ok":
+                self._outcome = "client_disconnect"
+            self._response.close()
+        if self._settling is None:
+            self._settling = asyncio.ensure_future(self._settle())
+        return await self._settling
+
+    async def _settle(self) -> _After:
         if self._meter.upstream_error is not None and self._outcome == "ok":
             self._outcome = "upstream_error"
-        self._response.close()
         usage, source = counted_usage(self._meter, self._input_estimate)
-        await self._finish(usage, source, self._outcome, self._ttft_ms)
+        return await self._finish(usage, source, self._outcome, self._ttft_ms)

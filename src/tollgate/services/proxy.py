@@ -4,14 +4,17 @@
 returns either a ``FullResponse`` or a ``StreamingResponse`` whose ``MeteredStream`` settles in its close path. It
 raises ``TollgateError`` subclasses; the HTTP edge turns them into responses. Every admitted request is settled
 exactly once: with the provider's usage, the usage counted from a cut stream, or zero when the upstream failed.
+
+The settle has left the process before the answer (or a stream's last event) goes out; the store's confirmation and
+the usage log line come after it (``After``, which the edge awaits once the answer is sent; decision 0018).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -43,19 +46,44 @@ _log = logging.getLogger("tollgate.proxy")
 _NO_OUTPUT = frozenset({"embeddings", "count_tokens"})
 
 
+class After:
+    """What is left once the answer has gone out: wait for the store to confirm the settle, then log the record."""
+
+    __slots__ = ("_confirmation", "_record", "_recorder")
+
+    def __init__(self, record: UsageRecord, recorder: UsageRecorder, confirmation: Awaitable[None] | None) -> None:
+        self._record = record
+        self._recorder = recorder
+        self._confirmation = confirmation
+
+    async def __call__(self) -> None:
+        confirmation, self._confirmation = self._confirmation, None
+        if confirmation is not None:
+            try:
+                await confirmation
+            except StoreUnavailable:
+                _unsettled(self._record)
+        self._recorder.record(self._record)
+
+
+async def _nothing_after() -> None:
+    return None
+
+
 @dataclass(slots=True)
 class FullResponse:
     status: int
     content_type: str
     body: bytes
     headers: dict[str, str]
+    after: Callable[[], Awaitable[None]] = field(default=_nothing_after)
 
 
 @dataclass(slots=True)
 class StreamingResponse:
     status: int
     content_type: str
-    stream: MeteredStream
+    stream: MeteredStream[After]
     headers: dict[str, str]
 
 
@@ -143,7 +171,7 @@ class ProxyService:
         try:
             response, target, prepared = await self._forward(endpoint, route, payload, headers)
         except UpstreamError as exc:
-            await self._settle(ticket, record, started, exc.status, "upstream_error", Usage(), "none")
+            await (await self._settle(ticket, record, started, exc.status, "upstream_error", Usage(), "none"))()
             raise
         record.upstream_model = target.deployment.upstream_model
         record.provider = target.provider.name
@@ -153,9 +181,9 @@ class ProxyService:
         if prepared.stream and response.status == 200 and response.content_type.startswith("text/event-stream"):
             record.streamed = True
 
-            async def finish(usage: Usage, source: str, outcome: str, ttft_ms: float | None) -> None:
+            async def finish(usage: Usage, source: str, outcome: str, ttft_ms: float | None) -> After:
                 record.ttft_ms = ttft_ms
-                await self._settle(ticket, record, started, 200, outcome, usage, source)
+                return await self._settle(ticket, record, started, 200, outcome, usage, source)
 
             stream = MeteredStream(
                 response,
@@ -235,16 +263,16 @@ class ProxyService:
         try:
             body = await response.read()
         except UpstreamError as exc:
-            await self._settle(ticket, record, started, exc.status, "upstream_error", Usage(), "none")
+            await (await self._settle(ticket, record, started, exc.status, "upstream_error", Usage(), "none"))()
             raise
         if response.status >= 400:
             error = error_from_body(endpoint.dialect, response.status, body)
-            await self._settle(ticket, record, started, error.status, "upstream_error", Usage(), "none")
+            await (await self._settle(ticket, record, started, error.status, "upstream_error", Usage(), "none"))()
             raise error
         usage = usage_from_body(endpoint, body)
         source = "provider" if usage is not None else "none"
-        await self._settle(ticket, record, started, response.status, "ok", usage or Usage(), source)
-        return FullResponse(response.status, response.content_type, body, extra)
+        after = await self._settle(ticket, record, started, response.status, "ok", usage or Usage(), source)
+        return FullResponse(response.status, response.content_type, body, extra, after)
 
     async def _settle(
         self,
@@ -255,28 +283,36 @@ class ProxyService:
         outcome: str,
         usage: Usage,
         source: str,
-    ) -> None:
-        """Charge the actual usage (releasing the reservation) and write the record — once per request."""
+    ) -> After:
+        """Charge the actual usage (releasing the reservation) and write the ledger entry — once per request.
+
+        Returns once the settle has left the process; the returned ``After`` waits for the store and logs the record.
+        """
         self._close_record(record, started, status, outcome)
         record.usage = usage
         record.usage_source = source
         if usage.total_tokens and record.model is not None:
             price = self._prices.price_for(record.model, record.upstream_model or record.model)
             record.cost_micros = self._prices.cost_micros(price, usage) if price is not None else 0
+        confirmation = None
         if ticket is not None:
             try:
-                await self._admission.settle(ticket, record)
+                confirmation = await self._admission.hand_off(ticket, record)
             except StoreUnavailable:
-                # The answer is already bought; the log line below still carries the full record.
-                _log.error("settle failed for request %s: counter store unavailable", record.request_id)
-                record.outcome = f"{record.outcome}+unsettled"
-        self._recorder.record(record)
+                _unsettled(record)
+        return After(record, self._recorder, confirmation)
 
     @staticmethod
     def _close_record(record: UsageRecord, started: float, status: int, outcome: str) -> None:
         record.status = status
         record.outcome = outcome
         record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+
+
+def _unsettled(record: UsageRecord) -> None:
+    # The answer is already bought; the usage log line still carries the full record.
+    _log.error("settle failed for request %s: counter store unavailable", record.request_id)
+    record.outcome = f"{record.outcome}+unsettled"
 
 
 def _stamp_caller(record: UsageRecord, caller: Caller) -> None:

@@ -159,6 +159,20 @@ class RedisCounterStore:
         with translate_errors():
             await self._settle(self._client, keys, args)
 
+    def settle_now(
+        self,
+        claims: Sequence[Claim],
+        reservation: Reservation | None,
+        *,
+        tokens: int,
+        micros: int,
+        now: float,
+        request_id: str,
+        payload: bytes,
+    ) -> None:
+        """Not possible here with redis-py's pool: the caller awaits ``settle``."""
+        return None
+
     async def append_outbox(self, request_id: str, payload: bytes) -> None:
         with translate_errors():
             await self._client.xadd(self.keys.ledger, {"request_id": request_id, "payload": payload})

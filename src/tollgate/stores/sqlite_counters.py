@@ -117,6 +117,20 @@ class SqliteCounterStore:
 
         await self._run(work)
 
+    def settle_now(
+        self,
+        claims: Sequence[Claim],
+        reservation: Reservation | None,
+        *,
+        tokens: int,
+        micros: int,
+        now: float,
+        request_id: str,
+        payload: bytes,
+    ) -> None:
+        """Not possible here (a settle is durable only once its transaction commits): the caller awaits ``settle``."""
+        return None
+
     async def append_outbox(self, request_id: str, payload: bytes) -> None:
         def work(db: sqlite3.Connection) -> None:
             with transaction(db):
