@@ -77,13 +77,13 @@ def build_gateway(settings: Settings) -> Gateway:
     # 4. Services.
     authenticator = Authenticator(settings.keys)
     router = ModelRouter(settings.models, settings.providers, base_urls)
-    admission = Admission(settings, store)
-    memory = MemoryRecorder()
     metrics = MetricsRegistry(
         [model.name for model in settings.models],
         developer_labels=settings.metrics.developer_labels,
         repo_labels=settings.metrics.repo_labels,
     )
+    admission = Admission(settings, store, observe_store=metrics.observe_store)
+    memory = MemoryRecorder()
     recorder = FanOutRecorder([LogRecorder(), memory, metrics])
     upstream = UpstreamClient()
     proxy = ProxyService(

@@ -66,6 +66,11 @@ def test_metrics_after_requests(tmp_path: Path) -> None:
                 "# TYPE tollgate_time_to_first_token_seconds histogram",
                 "# HELP tollgate_estimate_ratio Pre-dispatch token estimate divided by the tokens actually used.",
                 "# TYPE tollgate_estimate_ratio histogram",
+                "# HELP tollgate_store_seconds Budget counter store calls on the request path (reserve, settle, "
+                "outbox), until the store answered.",
+                "# TYPE tollgate_store_seconds histogram",
+                "# HELP tollgate_store_errors_total Budget counter store calls that failed.",
+                "# TYPE tollgate_store_errors_total counter",
                 "",
             ]
         )
@@ -85,6 +90,12 @@ def test_metrics_after_requests(tmp_path: Path) -> None:
     assert 'tollgate_time_to_first_token_seconds_count{model="gpt-4o-mini"} 1' in lines
     assert 'tollgate_estimate_ratio_count{model="gpt-4o-mini"} 2' in lines
     assert "developer=" not in text and "repo=" not in text
+    # alice matches no budget: no reserve, one settle each (the outbox entry); bob is refused: reserve, then outbox.
+    assert 'tollgate_store_seconds_count{operation="reserve"} 1' in lines
+    assert 'tollgate_store_seconds_count{operation="settle"} 2' in lines
+    assert 'tollgate_store_seconds_count{operation="outbox"} 1' in lines
+    assert 'tollgate_store_seconds_bucket{operation="settle",le="+Inf"} 2' in lines
+    assert "tollgate_store_errors_total{" not in text
 
 
 def test_opted_in_labels(tmp_path: Path) -> None:

@@ -209,6 +209,38 @@ def test_no_matching_budget_needs_no_store_call_to_admit(tmp_path: Path) -> None
     asyncio.run(main())
 
 
+def test_store_calls_are_timed_and_failures_counted(tmp_path: Path) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def observe(operation: str, seconds: float, ok: bool) -> None:
+        assert 0 <= seconds < 30
+        seen.append((operation, ok))
+
+    async def main() -> None:
+        good = open_counter_store(f"sqlite:///{tmp_path / 'c.db'}")
+        bad = open_counter_store("redis://127.0.0.1:1/0")  # nothing listens there
+        try:
+            admission = Admission(settings(DEV_DAILY), good, Clock(NOON), observe_store=observe)
+            ticket = await admission.admit(ALICE, "m", estimate_tokens=1, estimate_micros=0, request_id="r1")
+            await admission.settle(ticket, record("r1", ALICE, 1))
+            await admission.record_rejection(record("r0", ALICE, 0))
+            assert seen == [("reserve", True), ("settle", True), ("outbox", True)]
+            seen.clear()
+            failing = Admission(settings(DEV_DAILY), bad, Clock(NOON), observe_store=observe)
+            with pytest.raises(StoreUnavailable):
+                await failing.admit(ALICE, "m", estimate_tokens=1, estimate_micros=0, request_id="r2")
+            with pytest.raises(StoreUnavailable):
+                await failing.settle(Ticket(None, None, "r3"), record("r3", ALICE, 1))
+            with pytest.raises(StoreUnavailable):
+                await failing.record_rejection(record("r4", ALICE, 0))
+            assert seen == [("reserve", False), ("settle", False), ("outbox", False)]
+        finally:
+            await good.close()
+            await bad.close()
+
+    asyncio.run(main())
+
+
 def _watch(url: str, ready: threading.Event, seen: list[str]) -> None:
     """Collect the commands clients send (not those scripts run) until ``ECHO stop``, as Redis MONITOR shows them."""
     client = redis.Redis.from_url(url)

@@ -98,3 +98,15 @@ def test_histogram_buckets_are_cumulative_and_inclusive(value: float, bucket_cou
     assert [line.rsplit(" ", 1)[1] for line in histogram.lines() if "_bucket" in line] == [
         str(count) for count in bucket_counts
     ]
+
+
+def test_store_calls_render_as_a_histogram_and_an_error_counter() -> None:
+    registry = MetricsRegistry(["m"])
+    registry.observe_store("reserve", 0.0003, True)
+    registry.observe_store("reserve", 0.02, False)
+    lines = registry.render().splitlines()
+    assert 'tollgate_store_seconds_bucket{operation="reserve",le="0.00025"} 0' in lines
+    assert 'tollgate_store_seconds_bucket{operation="reserve",le="0.0005"} 1' in lines
+    assert 'tollgate_store_seconds_bucket{operation="reserve",le="0.025"} 2' in lines
+    assert 'tollgate_store_seconds_count{operation="reserve"} 2' in lines
+    assert 'tollgate_store_errors_total{operation="reserve"} 1' in lines

@@ -35,7 +35,7 @@ from tollgate.budgets.model import (
     post_ceiling,
 )
 from tollgate.budgets.windows import Window, WindowCalendar, window_at
-from tollgate.errors import BudgetExceeded
+from tollgate.errors import BudgetExceeded, StoreUnavailable
 from tollgate.settings import Limit, Settings
 from tollgate.types import Caller, UsageRecord
 
@@ -45,6 +45,14 @@ __all__ = ["Admission", "BudgetStatus", "CounterStore", "OutboxItem", "Ticket"]
 COUNTER_EXPIRY_MARGIN_S = 86_400
 # Resolved plans kept per (caller, model); a CI key's repo header makes callers open-ended, so the cache is bounded.
 PLAN_CACHE_SIZE = 4096
+
+# observe(operation, seconds, ok): each store call of the request path ("reserve", "settle", "outbox"), timed until
+# the store answered (a settle handed off is timed to its confirmation).
+StoreObserver = Callable[[str, float, bool], None]
+
+
+def _ignore(operation: str, seconds: float, ok: bool) -> None:
+    return None
 
 
 class CounterStore(Protocol):
@@ -171,7 +179,13 @@ class _Plans:
 
 
 class Admission:
-    def __init__(self, settings: Settings, store: CounterStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: CounterStore,
+        clock: Callable[[], float] = time.time,
+        observe_store: StoreObserver = _ignore,
+    ) -> None:
         self._budgets = tuple(Budget.from_settings(spec) for spec in settings.budgets)
         self._matcher = BudgetMatcher(self._budgets)
         self._zone = zoneinfo.ZoneInfo(settings.timezone)
@@ -181,6 +195,7 @@ class Admission:
         self._store = store
         self._clock = clock
         self._plans: dict[tuple[Caller, str], _Plans] = {}
+        self._observe = observe_store
 
     def applies(self, caller: Caller, model: str) -> bool:
         """Whether any budget matches this caller and model (in memory)."""
@@ -216,7 +231,13 @@ class Admission:
             return Ticket(None, None, request_id)
         plans, claims = resolved.plans, resolved.claims
         reservation = Reservation(request_id, max(0, estimate_tokens), max(0, estimate_micros), now + self._ttl_s)
-        outcome = await self._store.reserve(claims, reservation, now)
+        began = time.perf_counter()
+        try:
+            outcome = await self._store.reserve(claims, reservation, now)
+        except StoreUnavailable:
+            self._observe("reserve", time.perf_counter() - began, False)
+            raise
+        self._observe("reserve", time.perf_counter() - began, True)
         if outcome.refused is not None:
             raise _refusal(plans[outcome.refused], outcome.states[outcome.refused], now)
         tokens, micros = _remaining(plans, outcome.states)
@@ -247,18 +268,39 @@ class Admission:
         tokens, micros = max(0, record.usage.total_tokens), max(0, record.cost_micros)
         now, payload = self._clock(), orjson.dumps(record)
         claims, reservation, request_id = ticket.claims, ticket.reservation, record.request_id
-        confirmation = self._store.settle_now(
-            claims, reservation, tokens=tokens, micros=micros, now=now, request_id=request_id, payload=payload
-        )
-        if confirmation is None:
-            await self._store.settle(
+        began = time.perf_counter()
+        try:
+            confirmation = self._store.settle_now(
                 claims, reservation, tokens=tokens, micros=micros, now=now, request_id=request_id, payload=payload
             )
-        return confirmation
+            if confirmation is None:
+                await self._store.settle(
+                    claims, reservation, tokens=tokens, micros=micros, now=now, request_id=request_id, payload=payload
+                )
+                self._observe("settle", time.perf_counter() - began, True)
+                return None
+        except StoreUnavailable:
+            self._observe("settle", time.perf_counter() - began, False)
+            raise
+        return self._timed("settle", began, confirmation)
+
+    async def _timed(self, operation: str, began: float, confirmation: Awaitable[None]) -> None:
+        try:
+            await confirmation
+        except StoreUnavailable:
+            self._observe(operation, time.perf_counter() - began, False)
+            raise
+        self._observe(operation, time.perf_counter() - began, True)
 
     async def record_rejection(self, record: UsageRecord) -> None:
         """Write a refused request's ledger entry to the outbox."""
-        await self._store.append_outbox(record.request_id, orjson.dumps(record))
+        began = time.perf_counter()
+        try:
+            await self._store.append_outbox(record.request_id, orjson.dumps(record))
+        except StoreUnavailable:
+            self._observe("outbox", time.perf_counter() - began, False)
+            raise
+        self._observe("outbox", time.perf_counter() - began, True)
 
     async def status(self, now: float | None = None) -> list[BudgetStatus]:
         """Every budget and scope value in the current window (one row with no scope value for an unused budget)."""

@@ -24,6 +24,7 @@ OTHER_MODEL = "other"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+STORE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0)
 RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 TOKEN_KINDS = ("input", "cached_input", "cache_write", "output", "reasoning")
 
@@ -109,6 +110,19 @@ class MetricsRegistry:
         self.estimate_ratio = Histogram(
             "tollgate_estimate_ratio", "Pre-dispatch token estimate divided by the tokens actually used.", RATIO_BUCKETS
         )
+        self.store_latency = Histogram(
+            "tollgate_store_seconds",
+            "Budget counter store calls on the request path (reserve, settle, outbox), until the store answered.",
+            STORE_BUCKETS_S,
+        )
+        self.store_errors = Counter("tollgate_store_errors_total", "Budget counter store calls that failed.")
+
+    def observe_store(self, operation: str, seconds: float, ok: bool) -> None:
+        """One counter store call of the request path (``Admission``'s ``StoreObserver``)."""
+        labels = (("operation", operation),)
+        self.store_latency.observe(labels, seconds)
+        if not ok:
+            self.store_errors.add(labels)
 
     def record(self, record: UsageRecord) -> None:
         model = self._model(record.model)
@@ -145,6 +159,8 @@ class MetricsRegistry:
             self.latency,
             self.ttft,
             self.estimate_ratio,
+            self.store_latency,
+            self.store_errors,
         )
         return "".join(line + "\n" for metric in metrics for line in metric.lines())
 
