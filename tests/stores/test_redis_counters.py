@@ -1,4 +1,4 @@
-"""Redis specifics: one hash tag, key expiry, NOSCRIPT reload, and a total mapping of Redis errors."""
+"""Redis specifics: one hash tag, key expiry, NOSCRIPT reload, and a total mapping of the client's errors."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 import redis
-import redis.exceptions
 
 from tollgate.budgets.model import Claim, CounterKey, Reservation
 from tollgate.errors import StoreUnavailable
 from tollgate.stores.redis_counters import RedisCounterStore, translate_errors
+from tollgate.stores.resp import RespConnectionError, RespError
 
 NOW = 1_900_000_000.0
 DAY = 1_899_936_000
@@ -93,6 +93,29 @@ def test_scripts_are_loaded_again_after_noscript(redis_url: str) -> None:
     asyncio.run(main())
 
 
+def test_settle_now_hands_off_on_an_open_connection_and_reloads_after_noscript(redis_url: str) -> None:
+    async def main() -> None:
+        store = RedisCounterStore.from_url(redis_url)
+        try:
+            claims, reservation = _claims()[:1], Reservation("r1", 10, 0, NOW + 900)
+            settle = {"tokens": 4, "micros": 0, "now": NOW, "request_id": "r1", "payload": b"{}"}
+            assert store.settle_now(claims, reservation, **settle) is None  # no connection yet: await settle instead
+            assert (await store.reserve(claims, reservation, NOW)).refused is None
+            flusher = redis.Redis.from_url(redis_url)
+            flusher.script_flush()
+            flusher.close()
+            confirmation = store.settle_now(claims, reservation, **settle)
+            assert confirmation is not None
+            await confirmation
+            states = await store.snapshot([("dev-daily", DAY)], NOW)
+            assert [(s.used_tokens, s.reserved_tokens) for s in states] == [(4, 0)]
+            assert [item.payload for item in await store.read_outbox(10)] == [b"{}"]
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
 def _all_subclasses(cls: type[BaseException]) -> list[type[BaseException]]:
     found = []
     for sub in cls.__subclasses__():
@@ -103,14 +126,11 @@ def _all_subclasses(cls: type[BaseException]) -> list[type[BaseException]]:
 
 @pytest.mark.parametrize(
     "exception_class",
-    [redis.exceptions.RedisError, *_all_subclasses(redis.exceptions.RedisError), OSError],
+    [RespError, *_all_subclasses(RespError), RespConnectionError, *_all_subclasses(RespConnectionError), OSError],
     ids=lambda cls: cls.__name__,
 )
 def test_every_redis_error_becomes_store_unavailable(exception_class: type[BaseException]) -> None:
-    try:
-        error = exception_class("boom")
-    except (TypeError, ValueError):  # AskError and MovedError parse "<slot> <host:port>"
-        error = exception_class("3999 127.0.0.1:6381")
+    error = exception_class("boom")
     with pytest.raises(StoreUnavailable) as caught, translate_errors():
         raise error
     assert caught.value.__cause__ is error

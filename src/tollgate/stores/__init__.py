@@ -1,4 +1,4 @@
-"""I/O adapters for budget counters (SQLite, Redis); the only package that imports sqlite3 and redis for them."""
+"""I/O adapters for budget counters (SQLite, Redis); the only package that imports sqlite3 and hiredis for them."""
 
 from __future__ import annotations
 
