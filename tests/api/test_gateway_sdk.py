@@ -57,6 +57,10 @@ models:
   - {{name: cut, provider: sim-openai, upstream_model: "gpt-4o-mini+sim-disconnect-after-3"}}
   - {{name: claude-cut, provider: sim-anthropic, upstream_model: "claude-haiku-4-5+sim-disconnect-after-3"}}
   - {{name: dribble, provider: sim-openai, upstream_model: "gpt-4o-mini+sim-chunk-delay-200"}}
+  - name: dropped
+    deployments:
+      - {{provider: sim-openai, upstream_model: "gpt-4o-mini+sim-disconnect-after-0"}}
+      - {{provider: sim-openai, upstream_model: gpt-4o-mini}}
   - {{name: claude-dribble, provider: sim-anthropic, upstream_model: "claude-haiku-4-5+sim-chunk-delay-200"}}
 keys:
   - {{name: alice, key: env:ALICE_KEY, developer: alice, team: payments, env: dev}}
@@ -317,6 +321,16 @@ def test_fallback_to_next_deployment(gw: RunningGateway, sim: SimulatorServer) -
         "gpt-4o-mini+sim-status-500",
         "gpt-4o-mini+sim-cached-3",
     ]
+
+
+def test_no_fallback_once_a_deployment_received_the_request(gw: RunningGateway, sim: SimulatorServer) -> None:
+    # The first deployment takes the request and drops the connection without answering: it may be generating (and
+    # billing), so trying the next deployment could buy the answer twice. The caller gets the error instead.
+    with pytest.raises(openai.APIError):
+        oai(gw).chat.completions.create(model="dropped", messages=MESSAGES, max_tokens=2)  # type: ignore[arg-type]
+    wait_for(lambda: len(gw.records) == 1)
+    assert gw.records[0].outcome == "upstream_error"
+    assert [r["body"]["model"] for r in sim.simulator.received] == ["gpt-4o-mini+sim-disconnect-after-0"]  # type: ignore[index]
 
 
 def test_upstream_cut_mid_stream_raises_in_sdk_and_counts_what_was_relayed(gw: RunningGateway) -> None:

@@ -37,7 +37,7 @@ from tollgate.services.recorder import UsageRecorder
 from tollgate.services.router import ModelRouter, Route, Target
 from tollgate.tokens import estimate_input_tokens, output_bound
 from tollgate.types import Caller, Usage, UsageRecord
-from tollgate.upstream.client import UpstreamClient, UpstreamResponse
+from tollgate.upstream.client import UpstreamClient, UpstreamResponse, is_connect_failure
 from tollgate.upstream.credentials import upstream_headers
 
 _log = logging.getLogger("tollgate.proxy")
@@ -238,7 +238,8 @@ class ProxyService:
                     target.timeouts,
                 )
             except UpstreamError as exc:
-                cause = "timeout" if isinstance(exc, UpstreamTimeout) else "connect"
+                # A connection that broke after carrying the request is no cause: the provider may be generating.
+                cause = _failure_cause(exc)
                 if index < last and cause in self._fallback_on:
                     continue
                 raise
@@ -307,6 +308,16 @@ class ProxyService:
         record.status = status
         record.outcome = outcome
         record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+
+
+def _failure_cause(error: UpstreamError) -> str | None:
+    """The ``fallback_on`` cause of a failed upstream call: ``connect`` when nothing reached the provider (connect
+    timeouts included), ``timeout`` when it did not answer in time, None when the connection broke afterwards."""
+    if is_connect_failure(error):
+        return "connect"
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    return None
 
 
 def _unsettled(record: UsageRecord) -> None:
