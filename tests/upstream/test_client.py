@@ -21,6 +21,7 @@ from tollgate.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from tollgate.upstream.client import Timeouts, UpstreamClient, is_connect_failure, map_client_error
 from tollgate.upstream.http1 import (
     HIGH_WATER,
+    RACE_WINDOW_S,
     ClosedBeforeResponse,
     ConnectError,
     ConnectTimeout,
@@ -416,6 +417,27 @@ def test_the_retry_happens_once_and_its_failure_is_not_a_connect_failure(run: Ru
                 await client.send(server.url, {}, b"{}", FAST)
             assert not is_connect_failure(info.value)
             assert [index for index, _ in server.requests] == [1, 1, 2]
+        await client.close()
+
+    run(main)
+
+
+def test_a_reused_connection_closed_after_a_silence_is_not_retried(run: Runner) -> None:
+    # Closed without a byte, but later than a keep-alive race could explain: the provider may have begun the work.
+    async def script(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(OK_HELLO)
+        await peer.request()
+        await asyncio.sleep(RACE_WINDOW_S + 0.1)
+
+    async def main() -> None:
+        client = UpstreamClient()
+        async with Scripted(script) as server:
+            assert await (await client.send(server.url, {}, b"{}", FAST)).read() == b"hello"
+            with pytest.raises(UpstreamUnavailable) as info:
+                await client.send(server.url, {}, b"{}", FAST)
+            assert isinstance(info.value.__cause__, ClosedBeforeResponse)
+            assert [index for index, _ in server.requests] == [1, 1]
         await client.close()
 
     run(main)

@@ -9,9 +9,10 @@
   origin (0: no cap); a request over the cap waits until one is released or closed.
 - A connection goes back to its pool only once its response has been received whole and both sides keep it alive;
   closing an unfinished response closes the connection.
-- The keep-alive race: when a reused connection is closed by the server before any byte of the response, the request
-  is sent once more on a fresh connection. Never after a fresh connection fails, never once a response byte came
-  (decision 0016 says why that is safe enough for POST).
+- The keep-alive race: when a reused connection is closed by the server before any byte of the response, within
+  ``RACE_WINDOW_S`` of sending, the request is sent once more on a fresh connection. Never after a fresh connection
+  fails, never once a response byte came, never after a longer silence (decision 0016 says why that is safe enough
+  for POST).
 - Timeouts: ``connect_s`` for the TCP connect plus the TLS handshake; ``read_s`` for the response head and as the
   longest wait between two arrivals of body bytes (a long stream that keeps moving is fine).
 - Flow control: reading pauses while more than 256 KiB of body is buffered unread and resumes when it is taken.
@@ -44,6 +45,9 @@ from urllib.parse import urlsplit
 import httptools
 
 HIGH_WATER: Final = 256 * 1024  # unread body bytes above which reading pauses
+# A server closing an idle connection as our request crosses it answers within a round trip; a close that comes later
+# may follow work the provider began (and bills), so it is not retried.
+RACE_WINDOW_S: Final = 0.5
 _RESERVED: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _TARGET_CACHE: Final = 1024  # parsed URLs kept per client (the gateway has one per deployment and endpoint)
 
@@ -481,12 +485,14 @@ class Http1Client:
         retried = False
         while True:
             connection = await pool.acquire(connect_s)
+            sent_at = pool.loop.time()
             response = connection.send(data, read_s)
             try:
                 await response.wait_head()
             except BaseException as exc:
                 response.close()
-                if isinstance(exc, ClosedBeforeResponse) and connection.reused and not retried:
+                raced = pool.loop.time() - sent_at < RACE_WINDOW_S
+                if isinstance(exc, ClosedBeforeResponse) and connection.reused and raced and not retried:
                     retried = True  # the keep-alive race: the server closed the idle connection as we sent
                     continue
                 raise
