@@ -1,26 +1,28 @@
 """Budget counters and the ledger outbox in one SQLite file, shared by the worker processes of one host.
 
-Concurrency (docs/decisions/0013): WAL journal, every change in a ``BEGIN IMMEDIATE`` transaction (it takes the
+Concurrency (docs/decisions/0013, 0019): WAL journal, every change in a ``BEGIN IMMEDIATE`` transaction (it takes the
 single write lock up front, so read-decide-write can never interleave with another process), ``busy_timeout`` so a
-waiting process queues instead of failing. Each store owns one connection, used only by its own single worker thread,
-so the event loop never blocks on the lock.
+waiting process queues instead of failing. Each store owns one connection, used only by its own thread
+(``stores/sqlite_batch.py``), so the event loop never blocks on the lock; the operations waiting at one moment share
+one transaction (group commit), and each caller hears back only after that transaction committed.
 
 Tables: ``budget_counters`` (one row per budget, scope value and window start), ``budget_reservations`` (one row per
 held reservation per counter, with its deadline) and ``outbox`` (ledger entries waiting for the ledger writer). The
-SQL mirrors ``stores/lua/*.lua``; the contract tests hold both to the same cases.
+SQL mirrors ``stores/lua/*.lua``; the contract tests hold both to the same cases. ``budget_counters.next_deadline``
+is never later than the earliest deadline of the counter's reservations (NULL: none held), so the purge of expired
+reservations runs only when one can have expired; settles leave it early, and the next purge corrects it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from tollgate.budgets.model import Claim, CounterKey, CounterState, OutboxItem, Reservation, ReserveOutcome
 from tollgate.stores.sqlite_base import connect_wal, sqlite_errors, sqlite_path, transaction
+from tollgate.stores.sqlite_batch import BatchExecutor
 
 SWEEP_INTERVAL_S = 60.0  # how often settle drops counters whose expiry passed
 
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS budget_counters (
     reserved_tokens INTEGER NOT NULL DEFAULT 0,
     reserved_micros INTEGER NOT NULL DEFAULT 0,
     blocked INTEGER NOT NULL DEFAULT 0,
+    next_deadline REAL,
     PRIMARY KEY (budget, window_start, scope_value)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS budget_counters_expiry ON budget_counters (expires_at);
@@ -59,18 +62,32 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 """
 
-_ADD = """
+# Files made before next_deadline existed get it here; the earliest held deadline of each counter fills it.
+_MIGRATE_NEXT_DEADLINE = (
+    "ALTER TABLE budget_counters ADD COLUMN next_deadline REAL",
+    "UPDATE budget_counters SET next_deadline = (SELECT min(r.deadline) FROM budget_reservations AS r"
+    " WHERE r.budget = budget_counters.budget AND r.scope_value = budget_counters.scope_value"
+    " AND r.window_start = budget_counters.window_start)",
+)
+
+_STATE = "used_tokens, used_micros, reserved_tokens, reserved_micros, blocked"
+_WHERE_KEY = "WHERE budget = ? AND scope_value = ? AND window_start = ?"
+
+_ADD = f"""
 INSERT INTO budget_counters
     (budget, scope_value, window_start, expires_at, used_tokens, used_micros, reserved_tokens, reserved_micros,
-     blocked)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+     blocked, next_deadline)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (budget, window_start, scope_value) DO UPDATE SET
     expires_at = max(expires_at, excluded.expires_at),
     used_tokens = used_tokens + excluded.used_tokens,
     used_micros = used_micros + excluded.used_micros,
     reserved_tokens = reserved_tokens + excluded.reserved_tokens,
     reserved_micros = reserved_micros + excluded.reserved_micros,
-    blocked = blocked + excluded.blocked
+    blocked = blocked + excluded.blocked,
+    next_deadline = min(coalesce(next_deadline, excluded.next_deadline),
+                        coalesce(excluded.next_deadline, next_deadline))
+RETURNING {_STATE}, next_deadline
 """
 
 
@@ -81,15 +98,17 @@ def translate_errors() -> AbstractContextManager[None]:
 
 class SqliteCounterStore:
     def __init__(self, path: str) -> None:
-        self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tollgate-sqlite")
-        self._db: sqlite3.Connection | None = None  # opened lazily, in the worker thread
+        self._executor = BatchExecutor(lambda: _connect(path), name="tollgate-sqlite")
         self._next_sweep = 0.0
-        self._closed = False
 
     @classmethod
     def from_url(cls, url: str) -> SqliteCounterStore:
         return cls(sqlite_path(url))
+
+    @property
+    def batches(self) -> int:
+        """Transactions run so far (observability: compare with the operations asked for)."""
+        return self._executor.batches
 
     # -- the CounterStore protocol --------------------------------------------------------------------------------
 
@@ -107,13 +126,16 @@ class SqliteCounterStore:
         request_id: str,
         payload: bytes,
     ) -> None:
+        # Decided here, not in the operation: an operation may be run twice (sqlite_batch.py).
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + SWEEP_INTERVAL_S
+
         def work(db: sqlite3.Connection) -> None:
-            with transaction(db):
-                _settle(db, claims, reservation, tokens, micros, now)
-                db.execute("INSERT INTO outbox (request_id, payload) VALUES (?, ?)", (request_id, payload))
-                if now >= self._next_sweep:
-                    _sweep(db, now)
-                    self._next_sweep = now + SWEEP_INTERVAL_S
+            _settle(db, claims, reservation, tokens, micros, now)
+            db.execute("INSERT INTO outbox (request_id, payload) VALUES (?, ?)", (request_id, payload))
+            if sweep:
+                _sweep(db, now)
 
         await self._run(work)
 
@@ -133,8 +155,7 @@ class SqliteCounterStore:
 
     async def append_outbox(self, request_id: str, payload: bytes) -> None:
         def work(db: sqlite3.Connection) -> None:
-            with transaction(db):
-                db.execute("INSERT INTO outbox (request_id, payload) VALUES (?, ?)", (request_id, payload))
+            db.execute("INSERT INTO outbox (request_id, payload) VALUES (?, ?)", (request_id, payload))
 
         await self._run(work)
 
@@ -146,27 +167,24 @@ class SqliteCounterStore:
         return await self._run(work)
 
     async def ack_outbox(self, ids: Sequence[str]) -> None:
-        def work(db: sqlite3.Connection) -> None:
-            with transaction(db):
-                db.executemany("DELETE FROM outbox WHERE id = ?", [(int(i),) for i in ids])
+        rows = [(int(i),) for i in ids]
 
-        if ids:
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany("DELETE FROM outbox WHERE id = ?", rows)
+
+        if rows:
             await self._run(work)
 
     async def snapshot(self, windows: Sequence[tuple[str, int]], now: float) -> list[CounterState]:
         def work(db: sqlite3.Connection) -> list[CounterState]:
-            states = []
-            with transaction(db):
-                for budget, start in windows:
-                    values = db.execute(
-                        "SELECT scope_value FROM budget_counters WHERE budget = ? AND window_start = ?"
-                        " ORDER BY scope_value",
-                        (budget, start),
-                    ).fetchall()
-                    for (value,) in values:
-                        key = CounterKey(budget, value, start)
-                        _purge(db, key, now)
-                        states.append(_read(db, key))
+            states: list[CounterState] = []
+            for budget, start in windows:
+                values = db.execute(
+                    "SELECT scope_value FROM budget_counters WHERE budget = ? AND window_start = ?"
+                    " ORDER BY scope_value",
+                    (budget, start),
+                ).fetchall()
+                states.extend(_read(db, CounterKey(budget, value, start), now) for (value,) in values)
             return states
 
         return await self._run(work)
@@ -175,29 +193,13 @@ class SqliteCounterStore:
         await self._run(lambda db: db.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
-        def work() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        if self._closed:
-            return
-        self._closed = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, work)
-        self._executor.shutdown(wait=True)
+        await self._executor.close()
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, work)
-
-    def _call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         with translate_errors():
-            if self._db is None:
-                self._db = _connect(self._path)
-            return work(self._db)
+            return await self._executor.run(work)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -207,6 +209,10 @@ def _connect(path: str) -> sqlite3.Connection:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(budget_counters)")}
+            if "next_deadline" not in columns:
+                for statement in _MIGRATE_NEXT_DEADLINE:
+                    db.execute(statement)
     except BaseException:
         db.close()
         raise
@@ -214,35 +220,37 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 def _reserve(db: sqlite3.Connection, claims: Sequence[Claim], reservation: Reservation, now: float) -> ReserveOutcome:
-    with transaction(db):
-        states: list[CounterState] = []
-        fits: list[bool] = []
-        for claim in claims:
-            _purge(db, claim.counter, now)
-            states.append(_read(db, claim.counter))
-            fits.append(claim.admits(states[-1], reservation.tokens, reservation.micros))
-        for index, claim in enumerate(claims):
-            if claim.blocking and not fits[index]:
-                return ReserveOutcome(index, tuple(states))  # the purges above still commit
-        for claim, fit in zip(claims, fits, strict=True):
-            blocked = 0 if fit else 1
-            if claim.reserve:
-                db.execute(
-                    "INSERT INTO budget_reservations"
-                    " (budget, scope_value, window_start, reservation_id, tokens, micros, deadline)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        *_key(claim.counter),
-                        reservation.id,
-                        reservation.tokens,
-                        reservation.micros,
-                        reservation.deadline,
-                    ),
-                )
-                _add(db, claim, reserved_tokens=reservation.tokens, reserved_micros=reservation.micros, blocked=blocked)
-            elif blocked:
-                _add(db, claim, blocked=blocked)
-        return ReserveOutcome(None, tuple(_read(db, claim.counter) for claim in claims))
+    states = [_read(db, claim.counter, now) for claim in claims]
+    fits = [
+        claim.admits(state, reservation.tokens, reservation.micros) for claim, state in zip(claims, states, strict=True)
+    ]
+    for index, claim in enumerate(claims):
+        if claim.blocking and not fits[index]:
+            return ReserveOutcome(index, tuple(states))  # nothing written but purges, which commit (harmless)
+    after = []
+    for claim, fit, state in zip(claims, fits, states, strict=True):
+        blocked = 0 if fit else 1
+        if claim.reserve:
+            db.execute(
+                "INSERT INTO budget_reservations"
+                " (budget, scope_value, window_start, reservation_id, tokens, micros, deadline)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*_key(claim.counter), reservation.id, reservation.tokens, reservation.micros, reservation.deadline),
+            )
+            state, _ = _add(
+                db,
+                claim,
+                reserved_tokens=reservation.tokens,
+                reserved_micros=reservation.micros,
+                blocked=blocked,
+                deadline=reservation.deadline,
+            )
+        elif blocked:
+            state, _ = _add(db, claim, blocked=blocked)
+        after.append(state)
+    if len({claim.counter for claim in claims}) < len(claims):  # one counter twice: read it after both changes
+        after = [_read(db, claim.counter, now) for claim in claims]
+    return ReserveOutcome(None, tuple(after))
 
 
 def _settle(
@@ -254,19 +262,17 @@ def _settle(
     now: float,
 ) -> None:
     for claim in claims:
-        _purge(db, claim.counter, now)
         held_tokens = held_micros = 0
         if claim.reserve and reservation is not None:
+            # Its own hold first, expired or not: the purge below would give back an expired one just the same, and
+            # a hold already purged (by another request) is not found here, so nothing is subtracted twice.
             gone = db.execute(
-                "DELETE FROM budget_reservations"
-                " WHERE budget = ? AND scope_value = ? AND window_start = ? AND reservation_id = ?"
-                " RETURNING tokens, micros",
+                f"DELETE FROM budget_reservations {_WHERE_KEY} AND reservation_id = ? RETURNING tokens, micros",
                 (*_key(claim.counter), reservation.id),
             ).fetchall()
-            # Not found: the reservation expired and was purged already; its hold is gone, do not subtract twice.
             held_tokens = sum(row[0] for row in gone)
             held_micros = sum(row[1] for row in gone)
-        _add(
+        _, next_deadline = _add(
             db,
             claim,
             used_tokens=tokens,
@@ -274,32 +280,32 @@ def _settle(
             reserved_tokens=-held_tokens,
             reserved_micros=-held_micros,
         )
+        if next_deadline is not None and next_deadline <= now:
+            _purge(db, claim.counter, now)
 
 
-def _purge(db: sqlite3.Connection, key: CounterKey, now: float) -> None:
-    """Drop the counter's reservations whose deadline passed and give back what they held."""
-    gone = db.execute(
-        "DELETE FROM budget_reservations"
-        " WHERE budget = ? AND scope_value = ? AND window_start = ? AND deadline <= ?"
-        " RETURNING tokens, micros",
-        (*_key(key), now),
-    ).fetchall()
-    if gone:
-        db.execute(
-            "UPDATE budget_counters SET reserved_tokens = reserved_tokens - ?, reserved_micros = reserved_micros - ?"
-            " WHERE budget = ? AND scope_value = ? AND window_start = ?",
-            (sum(row[0] for row in gone), sum(row[1] for row in gone), *_key(key)),
-        )
-
-
-def _read(db: sqlite3.Connection, key: CounterKey) -> CounterState:
-    row = db.execute(
-        "SELECT used_tokens, used_micros, reserved_tokens, reserved_micros, blocked FROM budget_counters"
-        " WHERE budget = ? AND scope_value = ? AND window_start = ?",
-        _key(key),
-    ).fetchone()
+def _read(db: sqlite3.Connection, key: CounterKey, now: float) -> CounterState:
+    """The counter after its expired reservations were purged (the purge runs only if one can have expired)."""
+    row = db.execute(f"SELECT {_STATE}, next_deadline FROM budget_counters {_WHERE_KEY}", _key(key)).fetchone()
     if row is None:
         return CounterState(key.budget, key.scope_value, key.window_start)
+    if row[5] is not None and row[5] <= now:
+        return _purge(db, key, now)
+    return CounterState(key.budget, key.scope_value, key.window_start, *row[:5])
+
+
+def _purge(db: sqlite3.Connection, key: CounterKey, now: float) -> CounterState:
+    """Drop the counter's reservations whose deadline passed, give back what they held, and set ``next_deadline``
+    to the earliest deadline left. Returns the counter (which must exist)."""
+    gone = db.execute(
+        f"DELETE FROM budget_reservations {_WHERE_KEY} AND deadline <= ? RETURNING tokens, micros", (*_key(key), now)
+    ).fetchall()
+    row = db.execute(
+        "UPDATE budget_counters SET reserved_tokens = reserved_tokens - ?, reserved_micros = reserved_micros - ?,"
+        f" next_deadline = (SELECT min(deadline) FROM budget_reservations {_WHERE_KEY})"
+        f" {_WHERE_KEY} RETURNING {_STATE}",
+        (sum(r[0] for r in gone), sum(r[1] for r in gone), *_key(key), *_key(key)),
+    ).fetchone()
     return CounterState(key.budget, key.scope_value, key.window_start, *row)
 
 
@@ -312,11 +318,15 @@ def _add(
     reserved_tokens: int = 0,
     reserved_micros: int = 0,
     blocked: int = 0,
-) -> None:
-    db.execute(
+    deadline: float | None = None,
+) -> tuple[CounterState, float | None]:
+    """Add to the counter (created when missing); returns it as it is now, and its ``next_deadline``."""
+    key = claim.counter
+    row = db.execute(
         _ADD,
-        (*_key(claim.counter), claim.expires_at, used_tokens, used_micros, reserved_tokens, reserved_micros, blocked),
-    )
+        (*_key(key), claim.expires_at, used_tokens, used_micros, reserved_tokens, reserved_micros, blocked, deadline),
+    ).fetchone()
+    return CounterState(key.budget, key.scope_value, key.window_start, *row[:5]), row[5]
 
 
 def _sweep(db: sqlite3.Connection, now: float) -> None:
