@@ -171,6 +171,7 @@ def run_simulator(
         reply_words=reply_words,
     )
     sock = bind_socket(host, port)
+    sock.listen(2048)  # before the line goes out: a client reading it may connect before uvicorn has started
     print(f"tollgate simulator listening on {_url(sock)}", file=sys.stderr, flush=True)
     # uvicorn re-raises the SIGINT it caught once it has shut down: Ctrl+C is a normal way to stop.
     with contextlib.suppress(KeyboardInterrupt):

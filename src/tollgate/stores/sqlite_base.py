@@ -73,7 +73,7 @@ def connect_wal(path: str) -> WalConnection:
     )
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")
+        _set_wal(db, path)
         db.execute("PRAGMA synchronous = NORMAL")
         if path and path != ":memory:" and not path.startswith("file:"):
             db.writer_lock = _os_call(os.open, path + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -129,3 +129,17 @@ def _os_call(function: Callable[..., _T], *args: Any) -> _T:
         return function(*args)
     except OSError as exc:
         raise sqlite3.OperationalError(f"writer lock: {exc.strerror or exc}") from exc
+
+
+def _set_wal(db: sqlite3.Connection, path: str) -> None:
+    """``journal_mode = WAL``; switching a new file needs an exclusive lock that the busy handler does not wait for,
+    so processes opening one file at once take the writer flock around it."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        db.execute("PRAGMA journal_mode = WAL")
+        return
+    fd = _os_call(os.open, path + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        _os_call(fcntl.flock, fd, fcntl.LOCK_EX)
+        db.execute("PRAGMA journal_mode = WAL")
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
