@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -66,17 +66,13 @@ class After:
         self._recorder.record(self._record)
 
 
-async def _nothing_after() -> None:
-    return None
-
-
 @dataclass(slots=True)
 class FullResponse:
     status: int
     content_type: str
     body: bytes
     headers: dict[str, str]
-    after: Callable[[], Awaitable[None]] = field(default=_nothing_after)
+    after: After
 
 
 @dataclass(slots=True)
