@@ -135,3 +135,35 @@ def test_every_redis_error_becomes_store_unavailable(exception_class: type[BaseE
         raise error
     assert caught.value.__cause__ is error
     assert caught.value.message == "the budget counter store did not answer"
+
+
+@pytest.mark.parametrize("kind", ["counter", "holds", "index", "outbox"])
+def test_a_key_of_the_wrong_type_fails_a_script_before_it_writes_anything(redis_url: str, kind: str) -> None:
+    """Redis does not roll back a script that fails midway: the scripts read every key before the first write."""
+    claims = _claims()
+    counter, holds, index = (
+        f"{{tg}}:c:team%3Amonthly:pay%20ments:{DAY}",
+        f"{{tg}}:r:team%3Amonthly:pay%20ments:{DAY}",
+        f"{{tg}}:i:team%3Amonthly:{DAY}",
+    )
+    wrong = {"counter": counter, "holds": holds, "index": index, "outbox": "{tg}:ledger"}[kind]
+    client = redis.Redis.from_url(redis_url)
+    client.set(wrong, "not mine")
+
+    async def main() -> None:
+        store = RedisCounterStore.from_url(redis_url)
+        try:
+            reservation = Reservation("r1", 10, 20, NOW + 900)
+            if kind != "outbox":
+                with pytest.raises(StoreUnavailable):
+                    await store.reserve(claims, reservation, NOW)
+            with pytest.raises(StoreUnavailable):
+                await store.settle(claims, reservation, tokens=5, micros=6, now=NOW, request_id="r1", payload=b"{}")
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(main())
+        assert [k.decode() for k in client.keys("*")] == [wrong]  # the other claims' keys were never written
+    finally:
+        client.close()
