@@ -218,3 +218,23 @@ def test_a_purge_runs_only_when_a_reservation_can_have_expired(tmp_path: Path) -
         return seen
 
     assert asyncio.run(main()) == [NOW + 900, NOW + 900, NOW + 1000, NOW + 1000, None]
+
+
+def test_one_store_per_file_drains_the_outbox_until_it_closes(tmp_path: Path) -> None:
+    """The workers of a host share one outbox; the one holding the drain lock reads it, the others read nothing (and
+    write nothing twice into the ledger) until it closes or dies."""
+    url = f"sqlite:///{tmp_path}/tollgate.db"
+
+    async def main() -> None:
+        first, second = SqliteCounterStore.from_url(url), SqliteCounterStore.from_url(url)
+        try:
+            await second.append_outbox("r1", b'{"request_id":"r1"}')
+            assert [item.payload for item in await first.read_outbox(10)] == [b'{"request_id":"r1"}']
+            assert await second.read_outbox(10) == []  # the first holds the drain lock
+            await first.close()
+            assert [item.payload for item in await second.read_outbox(10)] == [b'{"request_id":"r1"}']
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(main())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -35,7 +35,10 @@ _JSON = b"application/json"
 
 
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    """``req_`` and 96 random bits in hex. From ``random`` (seeded from the OS at start, reseeded in a forked child),
+    not ``os.urandom``: the ids need to be unique, not secret, and a system call here lets the store's thread take the
+    GIL in the middle of every request (bench/results.md)."""
+    return f"req_{random.getrandbits(96):024x}"
 
 
 def _dialect_for(path: str, headers: Mapping[str, str]) -> Dialect:

@@ -30,6 +30,7 @@ from tollgate.errors import StoreUnavailable
 
 BUSY_TIMEOUT_MS = 10_000
 WRITER_LOCK_SUFFIX = "-writer.lock"
+DRAIN_LOCK_SUFFIX = "-outbox.lock"
 CHECKPOINT_EVERY = 100  # commits of one connection between its checkpoints (about a second of full load)
 
 _T = TypeVar("_T")
@@ -121,6 +122,44 @@ def checkpoint_if_due(db: sqlite3.Connection) -> None:
     # look failed. The next one catches up.
     with contextlib.suppress(sqlite3.Error):
         db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+class DrainLock:
+    """Which process drains a file's outbox: the one holding an exclusive ``flock`` on ``<file>-outbox.lock``.
+
+    ``try_hold`` takes it without waiting and keeps it until ``release`` (or the process dies: the kernel drops it), so
+    the workers of one host do not all read and insert the same entries (the inserts are idempotent; the work is not
+    free). A file of no path (in memory) has one process: it always holds.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = None if not path or path == ":memory:" or path.startswith("file:") else path + DRAIN_LOCK_SUFFIX
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._path is None or self._fd is not None
+
+    def try_hold(self) -> bool:
+        """Whether this process holds the lock now (a failure other than "held elsewhere" is raised as
+        ``sqlite3.OperationalError``, like the writer lock's)."""
+        if self._path is None or self._fd is not None:
+            return True
+        fd = _os_call(os.open, self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            _os_call(fcntl.flock, fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except sqlite3.OperationalError as exc:
+            os.close(fd)
+            if isinstance(exc.__cause__, BlockingIOError):
+                return False
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
 
 
 def _os_call(function: Callable[..., _T], *args: Any) -> _T:

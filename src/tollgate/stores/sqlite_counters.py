@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from tollgate.budgets.model import Claim, CounterKey, CounterState, OutboxItem, Reservation, ReserveOutcome
-from tollgate.stores.sqlite_base import connect_wal, sqlite_errors, sqlite_path, transaction
+from tollgate.stores.sqlite_base import DrainLock, connect_wal, sqlite_errors, sqlite_path, transaction
 from tollgate.stores.sqlite_batch import BatchExecutor
 
 SWEEP_INTERVAL_S = 60.0  # how often settle drops counters whose expiry passed
@@ -100,6 +100,7 @@ class SqliteCounterStore:
     def __init__(self, path: str) -> None:
         self._executor = BatchExecutor(lambda: _connect(path), name="tollgate-sqlite")
         self._next_sweep = 0.0
+        self._drain = DrainLock(path)
 
     @classmethod
     def from_url(cls, url: str) -> SqliteCounterStore:
@@ -160,6 +161,11 @@ class SqliteCounterStore:
         await self._run(work)
 
     async def read_outbox(self, max_items: int) -> list[OutboxItem]:
+        """The oldest entries; none while another process of this host drains the outbox (``DrainLock``)."""
+        with translate_errors():
+            if not self._drain.try_hold():
+                return []
+
         def work(db: sqlite3.Connection) -> list[OutboxItem]:
             rows = db.execute("SELECT id, payload FROM outbox ORDER BY id LIMIT ?", (max_items,)).fetchall()
             return [OutboxItem(str(row_id), bytes(payload)) for row_id, payload in rows]
@@ -193,7 +199,10 @@ class SqliteCounterStore:
         await self._run(lambda db: db.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
-        await self._executor.close()
+        try:
+            await self._executor.close()
+        finally:
+            self._drain.release()
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
