@@ -29,6 +29,12 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str) -> None:
     """Send every tollgate and server log line to stderr as JSON."""
+    # The formatter reads none of the caller's file and line, thread, process or multiprocessing name: do not collect
+    # them for every record (the "Optimization" section of the logging HOWTO; a usage line is logged per request).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -90,6 +90,9 @@ _SNAPSHOT_SUFFIX: Final = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)
 _Rates = tuple[int, int, int, int]
 
 
+_FOUND_CACHE_SIZE = 1024
+
+
 def base_model_name(model: str) -> str:
     """``model`` without its snapshot suffix (the name itself when it has none)."""
     return _SNAPSHOT_SUFFIX.sub("", model)
@@ -121,11 +124,26 @@ class PriceTable:
         self._builtin: dict[str, Price] = {model: _price(rates) for model, rates in _BUILTIN_PRICES.items()}
         # Integer rates per Price; filled for every known price now, and for any other Price on first use.
         self._rates: dict[Price, _Rates] = {}
+        self._by_id: dict[int, tuple[Price, _Rates]] = {}
         for price in (*self._overrides.values(), *self._builtin.values()):
             self._rates_of(price)
+        # price_for answers per tuple of names (twice per request: a regex and four lookups each); the names are the
+        # configured models and deployments, so the cache is small, but it is bounded all the same.
+        self._found: dict[tuple[str, ...], Price | None] = {}
 
     def price_for(self, *model_names: str) -> Price | None:
         """The price of the first name that has one (overrides first, exact name before base name), else None."""
+        try:
+            return self._found[model_names]
+        except KeyError:
+            pass
+        found = self._lookup(model_names)
+        if len(self._found) >= _FOUND_CACHE_SIZE:
+            self._found.clear()
+        self._found[model_names] = found
+        return found
+
+    def _lookup(self, model_names: tuple[str, ...]) -> Price | None:
         for name in model_names:
             base = base_model_name(name)
             for table in (self._overrides, self._builtin):
@@ -158,6 +176,11 @@ class PriceTable:
         return -(-scaled // TOKENS_PER_PRICE_UNIT)
 
     def _rates_of(self, price: Price) -> _Rates:
+        # By identity first: hashing a Price hashes its four fields, on every request. The entry keeps its Price
+        # alive, so its id cannot be reused by another object while the entry exists.
+        known = self._by_id.get(id(price))
+        if known is not None and known[0] is price:
+            return known[1]
         rates = self._rates.get(price)
         if rates is None:
             input_rate = _micros_per_million(price.input)
@@ -168,4 +191,7 @@ class PriceTable:
                 _micros_per_million(price.output),
             )
             self._rates[price] = rates
+        if len(self._by_id) >= _FOUND_CACHE_SIZE:
+            self._by_id.clear()
+        self._by_id[id(price)] = (price, rates)
         return rates
