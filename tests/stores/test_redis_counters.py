@@ -10,7 +10,7 @@ import redis
 from tollgate.budgets.model import Claim, CounterKey, Reservation
 from tollgate.errors import StoreUnavailable
 from tollgate.stores.redis_counters import RedisCounterStore, translate_errors
-from tollgate.stores.resp import RespConnectionError, RespError
+from tollgate.stores.resp import RespClient, RespConnectionError, RespError
 
 NOW = 1_900_000_000.0
 DAY = 1_899_936_000
@@ -167,3 +167,26 @@ def test_a_key_of_the_wrong_type_fails_a_script_before_it_writes_anything(redis_
         assert [k.decode() for k in client.keys("*")] == [wrong]  # the other claims' keys were never written
     finally:
         client.close()
+
+
+def test_one_store_drains_the_outbox_while_it_holds_the_lease(redis_url: str) -> None:
+    """Replicas share one outbox; the holder of the drain lease reads it, the others read nothing until it gives the
+    lease up (close) or stops renewing it (a crash: the lease lapses)."""
+
+    async def main() -> None:
+        first = RedisCounterStore(RespClient.from_url(redis_url), drain_lease_ms=300)
+        second = RedisCounterStore(RespClient.from_url(redis_url), drain_lease_ms=300)
+        third = RedisCounterStore(RespClient.from_url(redis_url), drain_lease_ms=300)
+        try:
+            await first.append_outbox("r1", b'{"request_id":"r1"}')
+            assert [item.payload for item in await first.read_outbox(10)] == [b'{"request_id":"r1"}']
+            assert await second.read_outbox(10) == []  # the first holds the lease
+            await first.close()  # gives it up
+            assert [item.payload for item in await third.read_outbox(10)] == [b'{"request_id":"r1"}']
+            await asyncio.sleep(0.5)  # the third stops renewing (as if it died): its lease lapses after 300 ms
+            assert [item.payload for item in await second.read_outbox(10)] == [b'{"request_id":"r1"}']
+        finally:
+            for store in (first, second, third):
+                await store.close()
+
+    asyncio.run(main())

@@ -13,6 +13,11 @@ Redis Cluster slot:
     {tg}:r:<budget>:<scope value>:<window start>   sorted set: "<reservation id>|<tokens>|<micros>" by deadline
     {tg}:i:<budget>:<window start>                 set: the scope values with a counter in that window (for status)
     {tg}:ledger                                    stream: the outbox (fields request_id, payload)
+    {tg}:ledger-drainer                            string: the id of the store that drains the outbox (a lease)
+
+One store of all those sharing a Redis drains the outbox: the one holding the drain lease (``lua/drain_lease.lua``,
+renewed every fifth of its time to live while it drains, lapsing ``DRAIN_LEASE_MS`` after its holder stops), so the
+replicas of a fleet do not all read and insert the same entries; the others' ``read_outbox`` returns nothing.
 
 Budget names and scope values are percent-encoded in keys. Counter, reservation and index keys expire at the
 claim's ``expires_at``; the stream never expires (entries leave when acknowledged).
@@ -20,7 +25,10 @@ claim's ``expires_at``; the stream never expires (entries leave when acknowledge
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import time
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -34,6 +42,7 @@ from tollgate.stores.resp import Command, RespClient, RespError, encode
 DEFAULT_PREFIX = "tg"
 _FIELDS = 5  # integers per counter in a script's answer
 _CACHED_CLAIMS = 4096  # encoded claims kept; the cache starts again when full (new windows bring new claims)
+DRAIN_LEASE_MS = 5000  # how long the drain lease outlives its holder's last renewal
 
 
 @contextmanager
@@ -73,6 +82,7 @@ class CounterKeys:
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         self.tag = "{" + prefix + "}"
         self.ledger = f"{self.tag}:ledger"
+        self.drainer = f"{self.tag}:ledger-drainer"
 
     def counter(self, key: CounterKey) -> str:
         return f"{self.tag}:c:{_part(key.budget)}:{_part(key.scope_value)}:{key.window_start}"
@@ -119,13 +129,21 @@ class EncodedClaims:
 
 
 class RedisCounterStore:
-    def __init__(self, client: RespClient, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: RespClient, prefix: str = DEFAULT_PREFIX, *, drain_lease_ms: int = DRAIN_LEASE_MS
+    ) -> None:
         self._client = client
         self.keys = CounterKeys(prefix)
         self._claims = EncodedClaims(self.keys)
         self._reserve = LuaScript("reserve.lua")
         self._settle = LuaScript("settle.lua")
         self._snapshot = LuaScript("snapshot.lua")
+        self._lease = LuaScript("drain_lease.lua")
+        self._lease_ms = drain_lease_ms
+        self._renew_s = drain_lease_ms / 5000  # how often the lease is checked (taken or renewed) while reading
+        self._holder = os.urandom(8).hex()  # this store's id as the outbox's drainer
+        self._lease_checked: float | None = None  # time.monotonic() of the last check
+        self._lease_held = False
         self._ledger = encode(self.keys.ledger)
         self._xadd = Command("XADD", self.keys.ledger, "*", "request_id")
 
@@ -231,6 +249,9 @@ class RedisCounterStore:
             await self._client.submit(self._xadd.pack(request_id, "payload", payload))
 
     async def read_outbox(self, max_items: int) -> list[OutboxItem]:
+        """The oldest entries; none while another store holds the drain lease."""
+        if not await self._holds_drain_lease():
+            return []
         with translate_errors():
             entries: Any = await self._client.execute("XRANGE", self.keys.ledger, "-", "+", "COUNT", max_items)
         items = []
@@ -262,7 +283,27 @@ class RedisCounterStore:
             await self._client.execute("PING")
 
     async def close(self) -> None:
-        await self._client.close()
+        try:
+            if self._lease_held:  # let another store take over now rather than when the lease lapses
+                with contextlib.suppress(StoreUnavailable):
+                    await self._call_lease("0")
+        finally:
+            await self._client.close()
+
+    async def _holds_drain_lease(self) -> bool:
+        now = time.monotonic()
+        if self._lease_checked is None or now - self._lease_checked >= self._renew_s:
+            self._lease_held = await self._call_lease("1")
+            self._lease_checked = now
+        return self._lease_held
+
+    async def _call_lease(self, take: str) -> bool:
+        packed = self._lease.evalsha.pack(1, self.keys.drainer, self._holder, self._lease_ms, take)
+        with translate_errors():
+            held = int(await self._lease(self._client, packed)) == 1
+        if take == "0":
+            self._lease_held = False
+        return held
 
 
 def _member(reservation: Reservation) -> str:
