@@ -19,9 +19,9 @@ import uvloop
 
 from tollgate.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from tollgate.upstream.client import Timeouts, UpstreamClient, is_connect_failure, map_client_error
-from tollgate.upstream.http1 import (
-    HIGH_WATER,
-    RACE_WINDOW_S,
+from tollgate.upstream.http1 import RACE_WINDOW_S
+from tollgate.upstream.http1_response import HIGH_WATER
+from tollgate.upstream.http1_wire import (
     ClosedBeforeResponse,
     ConnectError,
     ConnectTimeout,

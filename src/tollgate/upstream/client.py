@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from tollgate.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from tollgate.upstream.http1 import ConnectError, Http1Client, HttpError, Response
+from tollgate.upstream.http1 import Http1Client
+from tollgate.upstream.http1_response import Response
+from tollgate.upstream.http1_wire import ConnectError, HttpError
 
 
 def map_client_error(exc: BaseException) -> UpstreamError:
