@@ -4,19 +4,22 @@ from existing rows by migration and ``migrate()``, and is left alone for a time 
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
 import io
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from tests.ledger.support import Kit, MemoryOutbox, dataset, payload, record
 from tollgate import cli_ledger
 from tollgate.budgets.windows import window_at
 from tollgate.ledger import Ledger, open_ledger, rollup, schema
-from tollgate.ledger.focus import focus_query
-from tollgate.ledger.reports import Period, ReportQuery, make_period, report_query
+from tollgate.ledger.focus import FOCUS_COLUMNS, csv_values, focus_query, focus_rows, json_values
+from tollgate.ledger.reports import ExportRow, Period, ReportQuery, day_number, make_period, report_query
 from tollgate.ledger.verify import verify_query
 from tollgate.ledger.writer import LedgerWriter
 from tollgate.settings import Settings
@@ -201,7 +204,7 @@ def test_rows_inserted_after_the_build_are_added_in_the_local_day(kit: Kit) -> N
     days = kit.fetch("SELECT day, requests FROM usage_rollup WHERE cost_micros IN (777001, 777002)")
     expected = [(D(2026, 11, 15), 1), (D(2026, 11, 16), 1)]
     if kit.kind == "sqlite":
-        expected = [(rollup.day_number(day), count) for day, count in expected]
+        expected = [(day_number(day), count) for day, count in expected]
     assert sorted(days) == expected
 
 
@@ -245,3 +248,62 @@ def test_the_focus_export_is_the_same_text_from_the_rollup(kit: Kit, fmt: str) -
     assert state(kit) == (BERLIN, True)
     assert export() == raw
     assert raw.count("gpt-4o-mini tokens via tollgate for team payments") == 2  # r2 and x1 in one row; r4
+
+
+# Attribution values the export must quote (CSV) or escape (JSON, and PostgreSQL's COPY on the way out).
+TRICKY = ["", "a,b", 'say "hi"', "two\nlines", "cr\rx", "Ärger 😀", "back\\slash", "tab\tx", "\\N", "\b\x01\x7f"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_the_focus_export_from_the_rollup_prints_what_csv_and_orjson_print(kit: Kit, fmt: str) -> None:
+    settings = Settings(config_path="tollgate.yaml", timezone=BERLIN, ledger=kit.url)
+    items = [
+        record(
+            f"t{index}",
+            f"2026-11-{1 + index % 3:02d}T12:00:00",
+            team=value,
+            developer=TRICKY[(index + 1) % len(TRICKY)] if index % 4 else None,
+            repo=TRICKY[(index + 2) % len(TRICKY)],
+            env=TRICKY[(index + 3) % len(TRICKY)],
+            provider="we,ird\\" if index % 2 else "openai",
+            model=model,
+            usage=Usage(10 + index, 5),
+            cost_micros=1_000_001 * index,
+        )
+        for index, value in enumerate(TRICKY)
+        for model in ("gpt-4o-mini", "fast")  # two requested models served as one: one FOCUS row from two
+    ]
+    fill(kit, items, timezone=BERLIN)
+    query = focus_query(NOVEMBER)
+
+    async def reference(ledger: Ledger) -> list[dict[str, Any]]:
+        rows = await ledger.summarize(query)
+        assert len(rows) == len(TRICKY)
+        return focus_rows(rows, timezone=BERLIN, providers={})
+
+    values = kit.run(reference)
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\n").writerows([FOCUS_COLUMNS, *(csv_values(row) for row in values)])
+    document = orjson.dumps([json_values(row) for row in values], option=orjson.OPT_INDENT_2).decode() + "\n"
+    out = io.StringIO()
+    assert cli_ledger.focus_export(settings, period="2026-11", date_from=None, date_to=None, fmt=fmt, out=out) == 0
+    assert out.getvalue() == (document if fmt == "json" else expected.getvalue())
+
+
+def test_a_failing_export_sink_gets_no_more_rows_and_its_error_reaches_the_caller(kit: Kit) -> None:
+    developers = [f"dev-{index:04d}" for index in range(1_500)]  # more rollup rows than SQLite reads at once
+    fill(kit, [record(name, "2026-11-01T12:00:00", developer=name) for name in developers], timezone=BERLIN)
+    query = focus_query(NOVEMBER)
+    batches: list[int] = []
+
+    def sink(rows: Sequence[ExportRow]) -> None:
+        batches.append(len(rows))
+        raise BrokenPipeError("the reader of the export went away")  # an OSError: not the database's failure
+
+    async def scenario(ledger: Ledger) -> list[Any]:
+        with pytest.raises(BrokenPipeError, match="went away"):
+            await ledger.export_rows(query, sink)
+        return await ledger.summary_tuples(query)  # the ledger still answers
+
+    assert len(kit.run(scenario)) == len(developers)
+    assert len(batches) == 1

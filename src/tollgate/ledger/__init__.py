@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from tollgate.ledger.reports import ReportQuery, ReportRow, SummaryTuple
+from tollgate.ledger.reports import ExportSink, ReportQuery, ReportRow, SummaryTuple
 from tollgate.types import UsageRecord
 
 __all__ = ["Ledger", "open_ledger"]
@@ -36,6 +36,13 @@ class Ledger(Protocol):
 
     async def summary_tuples(self, query: ReportQuery) -> list[SummaryTuple]:
         """``summarize`` as plain tuples (``reports.SummaryTuple``), for exports of many rows."""
+        ...
+
+    async def export_rows(self, query: ReportQuery, sink: ExportSink) -> None:
+        """A daily query's rows as ``reports.ExportRow``s, in ``summarize`` order, handed to ``sink`` a batch at a
+        time as they are read, for exports of many rows (the FOCUS export). SQLite calls ``sink`` on its reader
+        thread. Consecutive rows of one day and group are pieces of one row, to be summed. An exception from
+        ``sink`` ends the read and reaches the caller as it is."""
         ...
 
     async def count(self) -> int:

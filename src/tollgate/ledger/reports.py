@@ -17,7 +17,7 @@ import datetime as dt
 import itertools
 import re
 import zoneinfo
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ SECONDS_PER_DAY = 86_400
 _YEAR = re.compile(r"^\d{4}$")
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EPOCH = dt.date(1970, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +83,16 @@ class ReportQuery:
 
 # One summary row as a plain tuple, as ``Ledger.summary_tuples`` returns it: ``(day or None, *group values, requests,
 # rejections, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_micros)``.
-# Exports of hundreds of thousands of rows read these: building a ``ReportRow`` costs more than the query's share.
+# Building a ``ReportRow`` costs more than the query's share when there are hundreds of thousands.
 SummaryTuple = tuple[Any, ...]
+
+# One row of an export, as ``Ledger.export_rows`` streams them: ``(day, *group values, requests, input_tokens,
+# cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, input + output tokens, cost_micros)``, the
+# day as days since 1970-01-01. Numbers are ints or their decimal text (PostgreSQL's COPY hands text, which the
+# FOCUS writers print as it is); a missing group value is None. Unlike summary tuples, the numbers of one day and
+# group may come in several consecutive rows (the rollup keeps one per requested model), which the reader sums.
+ExportRow = tuple[Any, ...]
+ExportSink = Callable[[Sequence[ExportRow]], None]  # takes each batch of an export as it is read
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +278,12 @@ def _first_change(low: int, high: int, before: int, zone: zoneinfo.ZoneInfo) -> 
 
 def day_from_number(number: int) -> dt.date:
     """Days since 1970-01-01 → the date (the SQLite adapter computes local days as such numbers)."""
-    return dt.date(1970, 1, 1) + dt.timedelta(days=number)
+    return _EPOCH + dt.timedelta(days=number)
+
+
+def day_number(day: dt.date) -> int:
+    """The date as days since 1970-01-01 (SQLite's rollup ``day``, an export row's day)."""
+    return (day - _EPOCH).days
 
 
 # -- shaping results -----------------------------------------------------------------------------------------------
@@ -282,6 +296,17 @@ def report_rows(query: ReportQuery, rows: Iterable[SummaryTuple]) -> list[Report
     if query.daily:
         return [ReportRow(row[0], tuple(row[1 : keys + 1]), *row[keys + 1 :]) for row in rows]
     return [ReportRow(None, tuple(row[1 : keys + 1]), *row[keys + 1 :]) for row in rows if row[keys + 1]]
+
+
+def export_rows(query: ReportQuery, rows: Iterable[SummaryTuple]) -> list[ExportRow]:
+    """Summary tuples of a daily ``query`` as export rows (``ExportRow``)."""
+    keys = 1 + len(query.by)
+    exported = []
+    for row in rows:
+        requests, _, inputs, cached, written, outputs, reasoning, cost = row[keys:]
+        measures = (requests, inputs, cached, written, outputs, reasoning, inputs + outputs, cost)
+        exported.append((day_number(row[0]), *row[1:keys], *measures))
+    return exported
 
 
 def make_report(query: ReportQuery, by: Sequence[str], rows: Iterable[ReportRow]) -> Report:

@@ -33,7 +33,17 @@ OFFSETS_FROM = 0  # SQLite's offsets table covers 1970-01-01 …
 OFFSETS_UNTIL = 7_258_118_400  # … to 2200-01-01 UTC; the last offset applies beyond
 OFFSETS_FOREVER = 1e18  # the ``until`` of the last offset
 FULL_GRAIN: tuple[str, ...] = ROLLUP_DIMENSIONS[:-1]  # every dimension but the requested model: FOCUS's full grain
-_EPOCH = dt.date(1970, 1, 1)
+# The numbers of ``reports.ExportRow`` as SQL over the rollup's columns (the same in both dialects).
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "requests",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "input_tokens + output_tokens",
+    "cost_micros",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +68,6 @@ def answers(query: ReportQuery, state: RollupState | None) -> bool:
 def full_grain(query: ReportQuery) -> bool:
     """A daily query by every rollup dimension but the requested model, in index order: read in order and ``fold``."""
     return query.daily and query.by == FULL_GRAIN
-
-
-def day_number(day: dt.date) -> int:
-    """The date as days since 1970-01-01 (SQLite's rollup ``day``)."""
-    return (day - _EPOCH).days
 
 
 def offset_table(timezone: str) -> list[tuple[float, int]]:

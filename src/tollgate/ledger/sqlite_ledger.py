@@ -41,11 +41,14 @@ from typing import Any, TypeVar
 
 from tollgate.ledger import rollup, schema
 from tollgate.ledger.reports import (
+    ExportSink,
     Period,
     ReportQuery,
     ReportRow,
     SummaryTuple,
     day_from_number,
+    day_number,
+    export_rows,
     make_period,
     offset_pieces,
     report_rows,
@@ -57,6 +60,7 @@ from tollgate.types import UsageRecord
 SECONDS_PER_DAY = 86_400
 MMAP_BYTES = 256 * 1024 * 1024
 PARALLEL_READERS = 2  # report statements run at once (one per reader thread and connection)
+EXPORT_BATCH_ROWS = 1_000  # rows of an export fetched and handed on at once
 SCAN_COVERAGE = 0.25  # a period covering this share of the ledger's time span is read by a full scan
 
 _T = TypeVar("_T")
@@ -118,6 +122,10 @@ class SqliteLedger:
         work = (functools.partial(_from_ledger, part, scan=scan) for part in parts)
         results = await asyncio.gather(*(self._read(part) for part in work))
         return [row for rows in results for row in rows]
+
+    async def export_rows(self, query: ReportQuery, sink: ExportSink) -> None:
+        if not await self._read(functools.partial(_export_from_rollup, query, sink)):
+            sink(export_rows(query, await self.summary_tuples(query)))
 
     async def count(self) -> int:
         def work(db: sqlite3.Connection) -> int:
@@ -182,6 +190,28 @@ def _from_rollup(query: ReportQuery, db: sqlite3.Connection) -> list[SummaryTupl
         db.execute("COMMIT")
 
 
+def _export_from_rollup(query: ReportQuery, sink: ExportSink, db: sqlite3.Connection) -> bool:
+    """Hand ``sink`` the full-grain rollup rows of ``query`` as export rows, ``EXPORT_BATCH_ROWS`` at a time, all
+    read in one transaction with the state check; False (and nothing handed) when the rollup does not answer it.
+    Rows are handed as the cursor returns them: the statement computes the export's columns, so a row needs no
+    Python work before the writer."""
+    if not rollup.full_grain(query):
+        return False  # grouped in SQL: few rows, read by ``summary_tuples``
+    db.execute("BEGIN")
+    try:
+        if not rollup.answers(query, _rollup_state(db)):
+            return False
+        cursor = db.execute(*rollup_export_sql(query))
+        try:
+            while batch := cursor.fetchmany(EXPORT_BATCH_ROWS):
+                sink(batch)
+        finally:
+            cursor.close()
+        return True
+    finally:
+        db.execute("COMMIT")
+
+
 def _from_ledger(query: ReportQuery, db: sqlite3.Connection, *, scan: bool) -> list[SummaryTuple]:
     return _dated(db.execute(*summary_sql(query, scan=scan)))
 
@@ -202,15 +232,32 @@ def summary_sql(query: ReportQuery, *, scan: bool = False) -> tuple[str, list[ob
 def rollup_sql(query: ReportQuery) -> tuple[str, list[object]]:
     """The statement over ``usage_rollup`` for a query it answers, with the same columns and order as
     ``summary_sql``; at full grain the rollup rows themselves in index order, for ``rollup.fold``."""
-    params: list[object] = [rollup.day_number(query.period.first_day), rollup.day_number(query.period.last_day)]
-    where = ["day >= ?", "day <= ?", *_filters(query, params)]
     if rollup.full_grain(query):
-        columns = ", ".join(["day", *query.by, *schema.ROLLUP_MEASURES])
-        order = ", ".join(schema.rollup_key(schema.SQLITE))
-        return f"SELECT {columns} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)} ORDER BY {order}", params
+        return _rollup_in_order(query, schema.ROLLUP_MEASURES)
+    params: list[object] = []
+    where = _rollup_where(query, params)
     select = ["day" if query.daily else "NULL", *query.by, *(f"sum({name})" for name in schema.ROLLUP_MEASURES)]
     sql = f"SELECT {', '.join(select)} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)}"
     return sql + _grouping(query), params
+
+
+def rollup_export_sql(query: ReportQuery) -> tuple[str, list[object]]:
+    """The rollup rows of a full-grain query in index order with the columns of ``reports.ExportRow`` (the
+    day is already a day number)."""
+    return _rollup_in_order(query, rollup.EXPORT_COLUMNS)
+
+
+def _rollup_in_order(query: ReportQuery, measures: Sequence[str]) -> tuple[str, list[object]]:
+    params: list[object] = []
+    where = _rollup_where(query, params)
+    columns = ", ".join(["day", *query.by, *measures])
+    order = ", ".join(schema.rollup_key(schema.SQLITE))
+    return f"SELECT {columns} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)} ORDER BY {order}", params
+
+
+def _rollup_where(query: ReportQuery, params: list[object]) -> list[str]:
+    params += [day_number(query.period.first_day), day_number(query.period.last_day)]
+    return ["day >= ?", "day <= ?", *_filters(query, params)]
 
 
 def _filters(query: ReportQuery, params: list[object]) -> list[str]:
