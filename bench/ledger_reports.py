@@ -10,13 +10,13 @@ repositories, 8 models, 3 environments, 4 % rejections. Rows go in through the d
 so every report index is in place; then the daily rollup is built for the bench's time zone the way a gateway
 start builds it (``open_ledger(url, timezone=…).migrate()``, timed), unless ``--raw`` (every report then reads the
 raw ledger, as before the rollup). Each report is timed as the CLI runs it: ``Ledger.summarize`` plus
-``make_report`` (the total), or for the FOCUS export ``Ledger.summary_tuples`` plus ``focus.write_csv`` /
-``write_json`` to ``os.devnull`` (as to a file: a full-grain JSON export is 400 MB), on an open connection; the
-median of ``--runs`` runs is printed as a Markdown table with the fastest and slowest run (the machine is shared:
-the spread shows the noise, and a fixed pure-Python calibration loop is timed before and after). End to end, the CLI
-is timed too: ``cli_ledger.report`` once, and ``cli_ledger.focus_export`` at full grain (open, migrate check, read,
-write to ``os.devnull``, close) ``--runs`` times per format. ``--keep`` keeps the generated database and ``--reuse
-URL`` times an earlier kept one instead of generating.
+``make_report`` (the total), or for the FOCUS export ``Ledger.export_rows`` streaming into a ``focus_writer``
+``CsvWriter`` / ``JsonWriter`` on ``os.devnull`` (as to a file: a full-grain JSON export is 400 MB), on an open
+connection; the median of ``--runs`` runs is printed as a Markdown table with the fastest and slowest run (the
+machine is shared: the spread shows the noise, and a fixed pure-Python calibration loop is timed before and after).
+End to end, the CLI is timed too: ``cli_ledger.report`` once, and ``cli_ledger.focus_export`` at full grain (open,
+migrate check, read, write to ``os.devnull``, close) ``--runs`` times per format. ``--keep`` keeps the generated
+database and ``--reuse URL`` times an earlier kept one instead of generating.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ import asyncpg  # type: ignore[import-untyped]
 
 from tollgate import cli_ledger
 from tollgate.ledger import Ledger, open_ledger, schema
-from tollgate.ledger.focus import RESOURCE_GRAIN, focus_query, write_csv, write_json
+from tollgate.ledger.focus import RESOURCE_GRAIN, focus_query
+from tollgate.ledger.focus_writer import CsvWriter, JsonWriter
 from tollgate.ledger.reports import ReportQuery, make_period, make_report, report_query
 from tollgate.settings import Settings
 
@@ -87,11 +88,12 @@ async def run_report(ledger: Ledger, report: Report) -> int:
     if report.focus is None:
         rows = await ledger.summarize(report.query)
         return len(make_report(report.query, report.query.by, rows).rows)
-    write = write_json if report.focus == "json" else write_csv
+    kind = JsonWriter if report.focus == "json" else CsvWriter
     attribution = report.query.by[len(RESOURCE_GRAIN) :]
-    tuples = await ledger.summary_tuples(report.query)
     with open(os.devnull, "w", encoding="utf-8") as out:  # as the CLI writes to a file, not into memory
-        return write(tuples, out, timezone=TIMEZONE, providers={"openai": "OpenAI"}, attribution=attribution)
+        writer = kind(out, timezone=TIMEZONE, providers={"openai": "OpenAI"}, attribution=attribution)
+        await ledger.export_rows(report.query, writer.write)
+        return writer.close()
 
 
 def generate(count: int) -> Iterator[tuple[object, ...]]:

@@ -38,13 +38,13 @@ from tollgate.cli_budgets import read_status, status_json
 from tollgate.cli_budgets import render_table as render_budgets
 from tollgate.errors import BadRequest, StoreUnavailable
 from tollgate.ledger import open_ledger
-from tollgate.ledger.focus import focus_query, parse_attribution, provider_names, write_csv, write_json
+from tollgate.ledger.focus import focus_query, parse_attribution, provider_names
+from tollgate.ledger.focus_writer import CsvWriter, FocusWriter, JsonWriter
 from tollgate.ledger.reports import (
     Period,
     Report,
     ReportQuery,
     ReportRow,
-    SummaryTuple,
     make_report,
     parse_by,
     parse_period,
@@ -211,28 +211,31 @@ def focus_export(
     today: dt.date | None = None,
 ) -> int:
     """The period's usage as FOCUS rows (see ``ledger/focus.py``), as CSV or a JSON array. ``by`` narrows the
-    attribution columns in the grain and in Tags (default: team, developer, repo, env). The rows are read as plain
-    tuples and written by ``focus.write_csv`` / ``write_json``: a full-grain export has hundreds of thousands."""
-
-    async def summary_tuples(query: ReportQuery) -> list[SummaryTuple]:
-        ledger = open_ledger(settings.ledger)
-        try:
-            await ledger.migrate()
-            return await ledger.summary_tuples(query)
-        finally:
-            await ledger.close()
-
+    attribution columns in the grain and in Tags (default: team, developer, repo, env). A full-grain export has
+    hundreds of thousands of rows: they are written as the ledger streams them (``Ledger.export_rows`` into a
+    ``focus_writer`` writer), so a store that fails part way leaves a partial file and exit status 1."""
     try:
         if fmt not in FOCUS_FORMATS:
             raise BadRequest(f"--format must be one of {', '.join(FOCUS_FORMATS)}")
         attribution = parse_attribution(by)
         query = focus_query(_period(settings, period, date_from, date_to, today), attribution)
-        rows = asyncio.run(summary_tuples(query))
+        writer = (JsonWriter if fmt == "json" else CsvWriter)(
+            out, timezone=settings.timezone, providers=provider_names(settings.providers), attribution=attribution
+        )
+        asyncio.run(_export(settings, query, writer))
     except (BadRequest, StoreUnavailable) as exc:
         return _fail(exc, err)
-    write = write_json if fmt == "json" else write_csv
-    write(rows, out, timezone=settings.timezone, providers=provider_names(settings.providers), attribution=attribution)
+    writer.close()
     return 0
+
+
+async def _export(settings: Settings, query: ReportQuery, writer: FocusWriter) -> None:
+    ledger = open_ledger(settings.ledger)
+    try:
+        await ledger.migrate()
+        await ledger.export_rows(query, writer.write)
+    finally:
+        await ledger.close()
 
 
 # -- rendering -------------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import datetime as dt
 import io
 from typing import Any
 
-import orjson
 import pytest
 
 from tests.ledger.support import Kit, dataset, record
@@ -21,10 +20,8 @@ from tollgate.ledger.focus import (
     json_values,
     parse_attribution,
     provider_names,
-    write_csv,
-    write_json,
 )
-from tollgate.ledger.reports import ReportRow, make_period, make_report
+from tollgate.ledger.reports import make_period, make_report
 from tollgate.settings import ProviderSettings
 from tollgate.types import Usage
 
@@ -165,49 +162,3 @@ def test_attribution_names() -> None:
     assert parse_attribution(["env,team"]) == ("team", "env")
     with pytest.raises(BadRequest, match="cannot tag FOCUS rows by model; choose from team, developer, repo, env"):
         parse_attribution(["team,model"])
-
-
-# Values csv and JSON must escape, a provider company with a comma and quotes, missing values, and days across the
-# end of summer time.
-TRICKY = [None, "", "a,b", 'say "hi"', "two\nlines", "cr\rx", "Ärger", "emoji 😀", "back\\slash", "tab\tx", "plain"]
-TRICKY_PROVIDERS = {**PROVIDERS, "we,ird": 'Co "x"'}
-
-
-def tricky_rows(attribution: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    rows = []
-    for index, value in enumerate(TRICKY):
-        day = dt.date(2026, 10, 24) + dt.timedelta(days=index // 3)
-        provider = ["openai", "anthropic", None, "we,ird"][index % 4]
-        attributes = [TRICKY[(index + offset) % len(TRICKY)] for offset in range(len(attribution))]
-        cost = [0, 7, 1_234_567_890, -1_500_001][index % 4]  # negative: only ever by hand, but usd() prints it
-        measures = (index + 1, 0, 10**index, index, 2 * index, 3 * index, index // 2, cost)
-        rows.append((day, provider, value, *attributes, *measures))
-    return rows
-
-
-@pytest.mark.parametrize("attribution", [("team", "developer", "repo", "env"), ("team",), ("env",), ()])
-@pytest.mark.parametrize("timezone", ["Europe/Berlin", "UTC", "Asia/Kathmandu"])
-def test_write_csv_and_write_json_print_what_csv_values_and_json_values_print(
-    attribution: tuple[str, ...], timezone: str
-) -> None:
-    rows = tricky_rows(attribution)
-    width = 2 + len(attribution)
-    report = [ReportRow(row[0], row[1 : width + 1], *row[width + 1 :]) for row in rows]
-    values = focus_rows(report, timezone=timezone, providers=TRICKY_PROVIDERS, attribution=attribution)
-    expected_csv = io.StringIO()
-    csv.writer(expected_csv, lineterminator="\n").writerows([FOCUS_COLUMNS, *(csv_values(row) for row in values)])
-    expected_json = orjson.dumps([json_values(row) for row in values], option=orjson.OPT_INDENT_2).decode() + "\n"
-    written_csv, written_json = io.StringIO(), io.StringIO()
-    shape = {"timezone": timezone, "providers": TRICKY_PROVIDERS, "attribution": attribution}
-    assert write_csv(rows, written_csv, **shape) == len(rows)
-    assert write_json(rows, written_json, **shape) == len(rows)
-    assert written_csv.getvalue() == expected_csv.getvalue()
-    assert written_json.getvalue() == expected_json
-
-
-def test_writing_no_rows() -> None:
-    written_csv, written_json = io.StringIO(), io.StringIO()
-    assert write_csv([], written_csv, timezone="UTC", providers={}) == 0
-    assert write_json([], written_json, timezone="UTC", providers={}) == 0
-    assert written_csv.getvalue() == ",".join(FOCUS_COLUMNS) + "\n"
-    assert written_json.getvalue() == "[]\n"

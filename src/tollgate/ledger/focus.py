@@ -8,28 +8,24 @@ ContractedCost. Quantities are tokens (input plus output). Times are UTC (``2026
 billing month are calendar periods in the configured time zone. Columns FOCUS does not define are prefixed ``x_``,
 as the specification asks. The column-by-column mapping is in docs/ledger.md.
 
-Pure: the rows come from ``Ledger.summarize(focus_query(period))``. Two ways to shape them: ``focus_rows`` (one dict
-per row, for callers that want values) and ``write_csv`` / ``write_json`` (the export as text, from the plain tuples of
-``Ledger.summary_tuples``). The writers print exactly what ``csv.writer`` over ``csv_values`` and ``orjson`` over
-``json_values`` print, but build each line from cells rendered once per day and once per group: most of the 38
-columns depend only on the day or on the (provider, model, attribution) group, and a full-grain export has hundreds
-of thousands of rows (bench/results-ledger.md).
+Pure: the values of the rows, from ``Ledger.summarize(focus_query(period))``: ``focus_rows`` (one dict per row, in
+``FOCUS_COLUMNS`` order), and ``csv_values`` / ``json_values`` (how the CSV and JSON exports print each cell). The
+export itself is written by ``focus_writer.py`` from the rows ``Ledger.export_rows`` streams; it prints exactly
+what ``csv.writer`` over ``csv_values`` and ``orjson`` over ``json_values`` print (tests/ledger/test_focus_writer.py).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TextIO
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import orjson
 
 from tollgate.budgets.windows import local_midnight
 from tollgate.errors import BadRequest
-from tollgate.ledger.reports import MICROS_PER_USD, Period, ReportQuery, ReportRow, SummaryTuple, usd, usd_number
+from tollgate.ledger.reports import Period, ReportQuery, ReportRow, usd, usd_number
 from tollgate.settings import ProviderSettings
 
 RESOURCE_GRAIN: tuple[str, ...] = ("provider", "upstream_model")
@@ -82,6 +78,18 @@ FOCUS_COLUMNS: tuple[str, ...] = (
 COST_COLUMNS: tuple[str, ...] = ("BilledCost", "ContractedCost", "EffectiveCost", "ListCost")
 _COST_INDEXES = tuple(FOCUS_COLUMNS.index(name) for name in COST_COLUMNS)
 _TAGS_INDEX = FOCUS_COLUMNS.index("Tags")
+# The columns whose value never changes.
+CONSTANT_VALUES: Mapping[str, Any] = {
+    "BillingCurrency": BILLING_CURRENCY,
+    "ChargeCategory": "Usage",
+    "ChargeClass": None,
+    "ChargeFrequency": "Usage-Based",
+    "ConsumedUnit": TOKEN_UNIT,
+    "PricingCategory": "Standard",
+    "PricingUnit": TOKEN_UNIT,
+    "ResourceType": "Model",
+    "ServiceCategory": SERVICE_CATEGORY,
+}
 
 
 def parse_attribution(names: Sequence[str] | None) -> tuple[str, ...]:
@@ -113,8 +121,8 @@ def focus_rows(
 ) -> list[dict[str, Any]]:
     """One FOCUS row (column → value, in ``FOCUS_COLUMNS`` order) per ledger group of ``focus_query``. Costs are
     micro-dollars here; ``csv_values`` and ``json_values`` print them."""
-    shapes = _Shapes(timezone, providers, attribution)
-    return [shapes.row(row) for row in rows]
+    values = FocusValues(timezone, providers, attribution)
+    return [values.row(row) for row in rows]
 
 
 def csv_values(row: Mapping[str, Any]) -> list[Any]:
@@ -123,7 +131,7 @@ def csv_values(row: Mapping[str, Any]) -> list[Any]:
     cells = list(row.values())
     for index in _COST_INDEXES:
         cells[index] = usd(cells[index])
-    cells[_TAGS_INDEX] = _tags_text(cells[_TAGS_INDEX])
+    cells[_TAGS_INDEX] = tags_text(cells[_TAGS_INDEX])
     return cells
 
 
@@ -135,179 +143,13 @@ def json_values(row: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-# -- the export as text -------------------------------------------------------------------------------------------
-#
-# A line is cut into pieces by what its cells depend on: the measures of the row, the day (``_DAY_PIECES``), the
-# group (``_GROUP_PIECES``) or nothing (``_CONSTANT_PIECES``). The pieces are rendered once per day and per group
-# by the same csv / orjson calls ``csv_values`` / ``json_values`` go through; the f-strings in ``write_csv`` and
-# ``_json_object`` put them in ``FOCUS_COLUMNS`` order (tests/ledger/test_focus.py checks the text is identical).
-
-WRITE_CHUNK_ROWS = 10_000  # lines joined and written at once
-_Render = Callable[[Sequence[str], Mapping[str, Any]], str]
-_DAY_PIECES: tuple[tuple[str, ...], ...] = (
-    ("BillingCurrency", "BillingPeriodEnd", "BillingPeriodStart", "ChargeCategory", "ChargeClass"),
-    ("ChargeFrequency", "ChargePeriodEnd", "ChargePeriodStart"),
-    ("x_ChargeDate",),
-)
-_GROUP_PIECES: tuple[tuple[str, ...], ...] = (
-    ("BillingAccountId", "BillingAccountName"),
-    ("ChargeDescription",),
-    ("InvoiceIssuerName",),
-    (
-        "PricingUnit",
-        "ProviderName",
-        "PublisherName",
-        "ResourceId",
-        "ResourceName",
-        "ResourceType",
-        "ServiceCategory",
-        "ServiceName",
-        "SubAccountId",
-        "SubAccountName",
-        "Tags",
-    ),
-)
-_CONSTANTS: dict[str, Any] = {
-    "BillingCurrency": BILLING_CURRENCY,
-    "ChargeCategory": "Usage",
-    "ChargeClass": None,
-    "ChargeFrequency": "Usage-Based",
-    "ConsumedUnit": TOKEN_UNIT,
-    "PricingCategory": "Standard",
-    "PricingUnit": TOKEN_UNIT,
-    "ResourceType": "Model",
-    "ServiceCategory": SERVICE_CATEGORY,
-}
-
-
-def write_csv(
-    rows: Iterable[SummaryTuple],
-    out: TextIO,
-    *,
-    timezone: str,
-    providers: Mapping[str, str],
-    attribution: Sequence[str] = ATTRIBUTION,
-) -> int:
-    """The FOCUS CSV of the summary tuples of ``focus_query`` (``Ledger.summary_tuples``), in their order: the same
-    text as ``csv.writer(out, lineterminator="\\n")`` writing ``FOCUS_COLUMNS`` and then ``csv_values`` of every
-    ``focus_rows`` row. Returns how many rows were written."""
-    shapes = _Shapes(timezone, providers, attribution)
-    measures = 1 + len(RESOURCE_GRAIN) + len(attribution)  # where the measures start: after day and group
-    render = _CsvPieces()
-    unit, category = (render((name,), _CONSTANTS) for name in ("ConsumedUnit", "PricingCategory"))
-    days: dict[dt.date, tuple[str, ...]] = {}
-    groups: dict[tuple[Any, ...], tuple[str, ...]] = {}
-    out.write(_csv_cells(FOCUS_COLUMNS) + "\n")
-    lines: list[str] = []
-    count = 0
-    for row in rows:
-        count += 1
-        d0, d1, d2 = days.get(row[0]) or days.setdefault(row[0], shapes.day_pieces(row[0], render))
-        key = row[1:measures]
-        g0, g1, g2, g3 = groups.get(key) or groups.setdefault(key, shapes.group_pieces(key, render))
-        requests, _, input_tokens, cached, cache_write, output_tokens, reasoning, micros = row[measures:]
-        # ``usd`` inlined for the usual non-negative amount: a call per row costs a tenth of the line.
-        cost = f"{micros // MICROS_PER_USD}.{micros % MICROS_PER_USD:06d}" if micros >= 0 else usd(micros)
-        tokens = input_tokens + output_tokens
-        lines.append(
-            f"{cost},{g0},{d0},{g1},{d1},{tokens},{unit},{cost},{cost},{g2},{cost},{category},{tokens},{g3},{d2},"
-            f"{requests},{input_tokens},{cached},{cache_write},{output_tokens},{reasoning}\n"
-        )
-        if len(lines) == WRITE_CHUNK_ROWS:
-            out.write("".join(lines))
-            lines.clear()
-    out.write("".join(lines))
-    return count
-
-
-def write_json(
-    rows: Iterable[SummaryTuple],
-    out: TextIO,
-    *,
-    timezone: str,
-    providers: Mapping[str, str],
-    attribution: Sequence[str] = ATTRIBUTION,
-) -> int:
-    """The FOCUS rows as a JSON array, the same text as ``orjson.dumps([json_values(row) for row in focus_rows(…)],
-    option=orjson.OPT_INDENT_2)`` and a newline, written in pieces. Returns how many rows were written."""
-    shapes = _Shapes(timezone, providers, attribution)
-    measures = 1 + len(RESOURCE_GRAIN) + len(attribution)
-    constants = tuple(_json_piece((name,), _CONSTANTS) for name in ("ConsumedUnit", "PricingCategory"))
-    days: dict[dt.date, tuple[str, ...]] = {}
-    groups: dict[tuple[Any, ...], tuple[str, ...]] = {}
-    out.write("[")
-    parts: list[str] = []
-    count = 0
-    for count, row in enumerate(rows, start=1):
-        day = days.get(row[0]) or days.setdefault(row[0], shapes.day_pieces(row[0], _json_piece))
-        key = row[1:measures]
-        group = groups.get(key) or groups.setdefault(key, shapes.group_pieces(key, _json_piece))
-        parts.append(",\n" if count > 1 else "\n")
-        parts.append(_json_object(row[measures:], day, group, constants))
-        if len(parts) >= 2 * WRITE_CHUNK_ROWS:
-            out.write("".join(parts))
-            parts.clear()
-    out.write("".join(parts))
-    out.write("\n]\n" if count else "]\n")
-    return count
-
-
-def _json_object(
-    measures: SummaryTuple, day: tuple[str, ...], group: tuple[str, ...], constants: tuple[str, ...]
-) -> str:
-    requests, _, input_tokens, cached, cache_write, output_tokens, reasoning, micros = measures
-    cost = orjson.dumps(usd_number(micros)).decode()
-    tokens = input_tokens + output_tokens
-    d0, d1, d2 = day
-    g0, g1, g2, g3 = group
-    unit, category = constants
-    return (
-        f'  {{\n    "BilledCost": {cost},\n{g0},\n{d0},\n{g1},\n{d1},\n    "ConsumedQuantity": {tokens},\n'
-        f'{unit},\n    "ContractedCost": {cost},\n    "EffectiveCost": {cost},\n{g2},\n'
-        f'    "ListCost": {cost},\n{category},\n    "PricingQuantity": {tokens},\n{g3},\n'
-        f'{d2},\n    "x_Requests": {requests},\n    "x_InputTokens": {input_tokens},\n'
-        f'    "x_CachedInputTokens": {cached},\n    "x_CacheWriteTokens": {cache_write},\n'
-        f'    "x_OutputTokens": {output_tokens},\n    "x_ReasoningTokens": {reasoning}\n  }}'
-    )
-
-
-def _csv_cells(values: Iterable[Any]) -> str:
-    """``values`` as ``csv.writer`` prints them inside a line (a trailing empty cell keeps a lone empty value from
-    being quoted, as it is not alone in a real line)."""
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerow([*values, ""])
-    return text.getvalue()[: -len(",\n")]
-
-
-class _CsvPieces:
-    """Renders the cells of columns as ``csv_values`` and ``csv.writer`` print them, each distinct value once
-    (``csv.writer`` decides quoting cell by cell, so cells rendered apart join into the same line)."""
-
-    def __init__(self) -> None:
-        self._cells: dict[str | None, str] = {}
-
-    def __call__(self, names: Sequence[str], values: Mapping[str, Any]) -> str:
-        return ",".join(self._cell(_tags_text(values[name]) if name == "Tags" else values[name]) for name in names)
-
-    def _cell(self, value: str | None) -> str:
-        text = self._cells.get(value)
-        if text is None:
-            text = self._cells[value] = _csv_cells([value])
-        return text
-
-
-def _json_piece(names: Sequence[str], values: Mapping[str, Any]) -> str:
-    """The ``"name": value`` lines of columns ``names`` as ``orjson`` indents them in an object of the array."""
-    text = orjson.dumps([{name: values[name] for name in names}], option=orjson.OPT_INDENT_2).decode()
-    return text[len("[\n  {\n") : -len("\n  }\n]")]
-
-
-def _tags_text(tags: Mapping[str, str]) -> str:
+def tags_text(tags: Mapping[str, str]) -> str:
+    """Tags as the CSV export prints them: a compact JSON object, keys sorted."""
     return orjson.dumps(tags, option=orjson.OPT_SORT_KEYS).decode()
 
 
-class _Shapes:
-    """The FOCUS values of one export: per row, and the rendered pieces per day and per group."""
+class FocusValues:
+    """The FOCUS values of one export: per row, per day and per group (the day's bounds worked out once)."""
 
     def __init__(self, timezone: str, providers: Mapping[str, str], attribution: Sequence[str]) -> None:
         self._calendar = _Calendar(zoneinfo.ZoneInfo(timezone))
@@ -317,7 +159,7 @@ class _Shapes:
     def row(self, row: ReportRow) -> dict[str, Any]:
         tokens = row.input_tokens + row.output_tokens
         values = {
-            **_CONSTANTS,
+            **CONSTANT_VALUES,
             **self.day_values(row.day),
             **self.group_values(row.group),
             "BilledCost": row.cost_micros,
@@ -368,14 +210,6 @@ class _Shapes:
             "SubAccountName": team,
             "Tags": tags,
         }
-
-    def day_pieces(self, day: dt.date | None, render: _Render) -> tuple[str, ...]:
-        values = {**_CONSTANTS, **self.day_values(day)}
-        return tuple(render(names, values) for names in _DAY_PIECES)
-
-    def group_pieces(self, group: Sequence[str | None], render: _Render) -> tuple[str, ...]:
-        values = {**_CONSTANTS, **self.group_values(group)}
-        return tuple(render(names, values) for names in _GROUP_PIECES)
 
 
 class _Calendar:
