@@ -8,7 +8,10 @@ a replica that finds the schema current takes no lock and writes nothing (a read
 Tables live in the connection's ``search_path`` (``postgresql://…/db?search_path=tollgate`` selects a schema).
 Reports aggregate in SQL, with the local day from ``(started_at AT TIME ZONE tz)::date``; those the daily rollup
 answers (``ledger/rollup.py``) read ``usage_rollup``, in a read-only REPEATABLE READ transaction that also reads the
-rollup state, so both come from one snapshot. A ledger opened with a time zone (re)builds the rollup in
+rollup state, so both come from one snapshot; the transaction plans every statement afresh (a generic plan of a
+prepared report does not know the period). An export at full grain (``export_rows``, the FOCUS export) reads the
+rollup through ``COPY (…) TO STDOUT`` in that same kind of transaction: the server prints every value as text and
+``copy_text.py`` cuts the stream into rows. A ledger opened with a time zone (re)builds the rollup in
 ``migrate()`` in one transaction that holds ``SHARE ROW EXCLUSIVE`` on the ledger table: inserts wait for it (the
 writer retries; the outbox keeps the entries), so no row is both in the build and added by the trigger, or in
 neither.

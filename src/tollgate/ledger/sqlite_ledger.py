@@ -5,10 +5,10 @@ Same concurrency rules as ``stores/sqlite_counters.py`` (docs/decisions/0013): W
 store's single worker thread, so the event loop never waits on the file. Migrations run inside ``BEGIN IMMEDIATE``
 too, which makes concurrent workers starting at once apply each version exactly once.
 
-Reports aggregate in SQL, on up to ``PARALLEL_READERS`` read-only connections of their own (WAL lets them read
-beside the writer). SQLite has no time zones, so the local day of a row is computed from the offsets the zone had over
-the period (``reports.offset_pieces``): ``(started_at + offset) / 86400`` days since the epoch. Two choices keep a
-report over a million rows well under two seconds (bench/results-ledger.md):
+Reports aggregate in SQL (the statements are in ``sqlite_sql.py``), on up to ``PARALLEL_READERS`` read-only
+connections of their own (WAL lets them read beside the writer). SQLite has no time zones, so the local day of a row
+is computed from the offsets the zone had over the period. Two choices keep a report over a million rows well under
+two seconds (bench/results-ledger.md):
 
 - SQLite's planner takes any range on an indexed column for selective, and walks the ``started_at`` index with one
   table lookup per row even when the period holds the whole ledger. When the period covers at least
@@ -23,6 +23,9 @@ with its check of the rollup state, so both come from one snapshot. A ledger ope
 rollup in ``migrate()``: the restart (clear, offsets, target = the last ledger id) in one transaction, then the rows
 up to the target in transactions of ``rollup.BUILD_CHUNK_ROWS`` ids, so the write lock (which the budget counters
 may share) is never held for long; rows inserted meanwhile have higher ids and are added by the trigger.
+
+An export at full grain (``export_rows``, the FOCUS export) reads the rollup rows in index order on one reader and
+hands them to its sink ``EXPORT_BATCH_ROWS`` at a time, as the cursor returns them, on that reader's thread.
 """
 
 from __future__ import annotations
@@ -47,17 +50,15 @@ from tollgate.ledger.reports import (
     ReportRow,
     SummaryTuple,
     day_from_number,
-    day_number,
     export_rows,
     make_period,
-    offset_pieces,
     report_rows,
 )
 from tollgate.ledger.rollup import RollupState
+from tollgate.ledger.sqlite_sql import rollup_export_sql, rollup_sql, summary_sql
 from tollgate.stores.sqlite_base import BUSY_TIMEOUT_MS, connect_wal, sqlite_errors, sqlite_path, transaction
 from tollgate.types import UsageRecord
 
-SECONDS_PER_DAY = 86_400
 MMAP_BYTES = 256 * 1024 * 1024
 PARALLEL_READERS = 2  # report statements run at once (one per reader thread and connection)
 EXPORT_BATCH_ROWS = 1_000  # rows of an export fetched and handed on at once
@@ -68,10 +69,6 @@ _INSERT = (
     f"INSERT INTO {schema.TABLE} ({', '.join(schema.COLUMN_NAMES)})"
     f" VALUES ({', '.join('?' for _ in schema.COLUMN_NAMES)})"
     " ON CONFLICT (request_id) DO NOTHING"
-)
-_AGGREGATES = (
-    "count(*), sum(outcome = 'rejected'), sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens),"
-    " sum(output_tokens), sum(reasoning_tokens), sum(cost_micros)"
 )
 
 
@@ -216,70 +213,6 @@ def _from_ledger(query: ReportQuery, db: sqlite3.Connection, *, scan: bool) -> l
     return _dated(db.execute(*summary_sql(query, scan=scan)))
 
 
-def summary_sql(query: ReportQuery, *, scan: bool = False) -> tuple[str, list[object]]:
-    """The one aggregating statement over the ledger for ``query``: ``day, *by, requests, rejections, tokens…,
-    cost_micros`` (day NULL unless daily), ordered by day and then each group value (BINARY collation: code-point
-    order) with NULLs last. ``scan`` reads the table straight through rather than through an index."""
-    params: list[object] = []
-    select = [f"{_local_day(query, params)} AS day" if query.daily else "NULL", *query.by]
-    params += [query.period.start, query.period.end]
-    where = ["started_at >= ?", "started_at < ?", *_filters(query, params)]
-    source = f"{schema.TABLE} NOT INDEXED" if scan else schema.TABLE
-    sql = f"SELECT {', '.join([*select, _AGGREGATES])} FROM {source} WHERE {' AND '.join(where)}"
-    return sql + _grouping(query), params
-
-
-def rollup_sql(query: ReportQuery) -> tuple[str, list[object]]:
-    """The statement over ``usage_rollup`` for a query it answers, with the same columns and order as
-    ``summary_sql``; at full grain the rollup rows themselves in index order, for ``rollup.fold``."""
-    if rollup.full_grain(query):
-        return _rollup_in_order(query, schema.ROLLUP_MEASURES)
-    params: list[object] = []
-    where = _rollup_where(query, params)
-    select = ["day" if query.daily else "NULL", *query.by, *(f"sum({name})" for name in schema.ROLLUP_MEASURES)]
-    sql = f"SELECT {', '.join(select)} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)}"
-    return sql + _grouping(query), params
-
-
-def rollup_export_sql(query: ReportQuery) -> tuple[str, list[object]]:
-    """The rollup rows of a full-grain query in index order with the columns of ``reports.ExportRow`` (the
-    day is already a day number)."""
-    return _rollup_in_order(query, rollup.EXPORT_COLUMNS)
-
-
-def _rollup_in_order(query: ReportQuery, measures: Sequence[str]) -> tuple[str, list[object]]:
-    params: list[object] = []
-    where = _rollup_where(query, params)
-    columns = ", ".join(["day", *query.by, *measures])
-    order = ", ".join(schema.rollup_key(schema.SQLITE))
-    return f"SELECT {columns} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)} ORDER BY {order}", params
-
-
-def _rollup_where(query: ReportQuery, params: list[object]) -> list[str]:
-    params += [day_number(query.period.first_day), day_number(query.period.last_day)]
-    return ["day >= ?", "day <= ?", *_filters(query, params)]
-
-
-def _filters(query: ReportQuery, params: list[object]) -> list[str]:
-    where = []
-    for column, values in query.filters:
-        where.append(f"{column} IN ({', '.join('?' for _ in values)})" if values else "0")
-        params += list(values)
-    if query.dispatched_only:
-        where.append("provider IS NOT NULL")
-    return where
-
-
-def _grouping(query: ReportQuery) -> str:
-    """``GROUP BY`` the day (when daily) and ``by``; ``ORDER BY`` them, code-point order, NULLs last."""
-    positions = [1] if query.daily else []
-    positions += range(2, len(query.by) + 2)
-    if not positions:
-        return ""
-    keys = (["day"] if query.daily else []) + [f"{column} NULLS LAST" for column in query.by]
-    return f" GROUP BY {', '.join(map(str, positions))} ORDER BY {', '.join(keys)}"
-
-
 def _time_span(db: sqlite3.Connection) -> tuple[float, float] | None:
     """The first and last ``started_at`` in the ledger (two index probes), or None when it is empty."""
     first, last = db.execute(
@@ -304,20 +237,6 @@ def _day_runs(query: ReportQuery, count: int) -> list[ReportQuery]:
     runs = [days[index : index + size] for index in range(0, len(days), size)]
     timezone = query.period.timezone
     return [dataclasses.replace(query, period=make_period(run[0], run[-1], timezone)) for run in runs]
-
-
-def _local_day(query: ReportQuery, params: list[object]) -> str:
-    """Days since the epoch in local time; the offset is chosen per row by which piece ``started_at`` falls in."""
-    pieces = offset_pieces(query.period)
-    if len(pieces) == 1:
-        params.append(pieces[0].offset_s)
-        return f"CAST((started_at + ?) / {SECONDS_PER_DAY} AS INTEGER)"
-    cases = []
-    for piece in pieces[:-1]:
-        cases.append("WHEN started_at < ? THEN ?")
-        params += [piece.until, piece.offset_s]
-    params.append(pieces[-1].offset_s)
-    return f"CAST((started_at + CASE {' '.join(cases)} ELSE ? END) / {SECONDS_PER_DAY} AS INTEGER)"
 
 
 def _day_dates() -> Callable[[int], dt.date]:
