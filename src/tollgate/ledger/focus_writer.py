@@ -62,7 +62,9 @@ _GROUP_PIECES: tuple[tuple[str, ...], ...] = (
 class FocusWriter(ABC):
     """What both formats share: the pieces of each day and group rendered once, consecutive rows of one FOCUS row
     summed, lines written a chunk at a time. A format supplies ``_render`` (the text of some columns), ``_line`` and
-    how lines join (``_start``, ``_join``, ``_end``)."""
+    what goes around and between lines (``_start``, ``_before``, ``_between``, ``_end``)."""
+
+    _between: str  # what goes between two lines of a chunk
 
     def __init__(
         self,
@@ -121,7 +123,8 @@ class FocusWriter(ABC):
         lines = self._lines
         count = len(lines) - keep
         if count > 0:
-            self._out.write(self._join(lines[:count], first=not self._written))
+            self._out.write(self._before(first=not self._written))
+            self._out.write(self._between.join(lines[:count]))  # written apart: no copy of the chunk to prefix it
             self._written += count
             del lines[:count]
 
@@ -147,8 +150,8 @@ class FocusWriter(ABC):
     def _start(self) -> str: ...
 
     @abstractmethod
-    def _join(self, lines: list[str], *, first: bool) -> str:
-        """Lines as written (``first``: the first lines of the document)."""
+    def _before(self, *, first: bool) -> str:
+        """What goes before a chunk of lines (``first``: the document's first lines)."""
 
     @abstractmethod
     def _end(self, rows: int) -> str: ...
@@ -156,6 +159,8 @@ class FocusWriter(ABC):
 
 class CsvWriter(FocusWriter):
     """The export as CSV: a header line, then a line per FOCUS row."""
+
+    _between = ""  # each line ends with its newline
 
     def __init__(
         self,
@@ -193,8 +198,8 @@ class CsvWriter(FocusWriter):
     def _start(self) -> str:
         return _csv_cells(FOCUS_COLUMNS) + "\n"
 
-    def _join(self, lines: list[str], *, first: bool) -> str:
-        return "".join(lines)
+    def _before(self, *, first: bool) -> str:
+        return ""
 
     def _end(self, rows: int) -> str:
         return ""
@@ -202,6 +207,8 @@ class CsvWriter(FocusWriter):
 
 class JsonWriter(FocusWriter):
     """The export as a JSON array of objects, indented by two spaces as ``orjson.OPT_INDENT_2`` does."""
+
+    _between = ",\n"
 
     def _render(self, names: Sequence[str], values: Mapping[str, Any]) -> str:
         return _json_members(names, values)
@@ -223,8 +230,8 @@ class JsonWriter(FocusWriter):
     def _start(self) -> str:
         return "["
 
-    def _join(self, lines: list[str], *, first: bool) -> str:
-        return ("\n" if first else ",\n") + ",\n".join(lines)
+    def _before(self, *, first: bool) -> str:
+        return "\n" if first else ",\n"
 
     def _end(self, rows: int) -> str:
         return "\n]\n" if rows else "]\n"
