@@ -279,7 +279,7 @@ def main() -> None:
     args = parser.parse_args()
 
     for backend in args.backends.split(","):
-        url, cleanup = (args.reuse, lambda: None) if args.reuse else prepare(backend, args)
+        url, cleanup = (args.reuse, _leave_it) if args.reuse else prepare(backend, args)
         try:
             if not args.raw:
                 build(url)
@@ -309,6 +309,10 @@ def main() -> None:
                 print(f"kept: {url}")
             else:
                 cleanup()
+
+
+def _leave_it() -> None:
+    """The cleanup of a reused ledger: nothing (the caller made it and removes it)."""
 
 
 async def _execute(dsn: str, statement: str) -> None:

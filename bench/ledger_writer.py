@@ -21,6 +21,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -51,7 +52,7 @@ def outbox_entries(count: int) -> list[OutboxItem]:
     names = schema.COLUMN_NAMES
     entries = []
     for index, row in enumerate(generate(count)):
-        values = dict(zip(names, row, strict=True))
+        values: dict[str, Any] = dict(zip(names, row, strict=True))
         usage = Usage(**{name: values.pop(name) for name in USAGE_COLUMNS})
         values["request_id"] = f"writer-{index:08d}"
         record = UsageRecord(**values, usage=usage)
