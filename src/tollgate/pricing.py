@@ -88,9 +88,7 @@ _SNAPSHOT_SUFFIX: Final = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)
 
 # (input, cached input, cache write, output) in micro-dollars per million tokens
 _Rates = tuple[int, int, int, int]
-
-
-_FOUND_CACHE_SIZE = 1024
+_FOUND_CACHE_SIZE: Final = 1024  # answers of price_for kept (one per tuple of model names asked about)
 
 
 def base_model_name(model: str) -> str:
@@ -124,7 +122,6 @@ class PriceTable:
         self._builtin: dict[str, Price] = {model: _price(rates) for model, rates in _BUILTIN_PRICES.items()}
         # Integer rates per Price; filled for every known price now, and for any other Price on first use.
         self._rates: dict[Price, _Rates] = {}
-        self._by_id: dict[int, tuple[Price, _Rates]] = {}
         for price in (*self._overrides.values(), *self._builtin.values()):
             self._rates_of(price)
         # price_for answers per tuple of names (twice per request: a regex and four lookups each); the names are the
@@ -176,11 +173,6 @@ class PriceTable:
         return -(-scaled // TOKENS_PER_PRICE_UNIT)
 
     def _rates_of(self, price: Price) -> _Rates:
-        # By identity first: hashing a Price hashes its four fields, on every request. The entry keeps its Price
-        # alive, so its id cannot be reused by another object while the entry exists.
-        known = self._by_id.get(id(price))
-        if known is not None and known[0] is price:
-            return known[1]
         rates = self._rates.get(price)
         if rates is None:
             input_rate = _micros_per_million(price.input)
@@ -191,7 +183,4 @@ class PriceTable:
                 _micros_per_million(price.output),
             )
             self._rates[price] = rates
-        if len(self._by_id) >= _FOUND_CACHE_SIZE:
-            self._by_id.clear()
-        self._by_id[id(price)] = (price, rates)
         return rates

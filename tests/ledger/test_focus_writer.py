@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from tollgate.ledger.focus import FOCUS_COLUMNS, csv_values, focus_rows, json_values
-from tollgate.ledger.focus_writer import CsvWriter, FocusWriter, JsonWriter, write_csv, write_json
+from tollgate.ledger.focus_writer import CsvWriter, FocusWriter, JsonWriter
 from tollgate.ledger.reports import ExportRow, ReportRow, day_number
 
 PROVIDERS = {"openai": "OpenAI", "anthropic": "Anthropic", "we,ird": 'Co "x"'}  # a company csv must quote
@@ -112,7 +112,7 @@ def test_rows_of_two_days_or_two_groups_are_not_summed() -> None:
         (20_001, "openai", "m", "t", "d", "r", None, "2", "20", "0", "0", "10", "0", "30", "6"),  # that group again
     ]
     out = io.StringIO()
-    assert write_csv(rows, out, timezone="UTC", providers={}) == 3
+    assert CsvWriter.write_all(rows, out, timezone="UTC", providers={}) == 3
     assert [line.split(",")[-6:] for line in out.getvalue().splitlines()[1:]] == [
         ["1", "10", "0", "0", "5", "0"],
         ["1", "10", "0", "0", "5", "0"],
@@ -122,8 +122,8 @@ def test_rows_of_two_days_or_two_groups_are_not_summed() -> None:
 
 def test_writing_no_rows() -> None:
     written_csv, written_json = io.StringIO(), io.StringIO()
-    assert write_csv([], written_csv, timezone="UTC", providers={}) == 0
-    assert write_json([], written_json, timezone="UTC", providers={}) == 0
+    assert CsvWriter.write_all([], written_csv, timezone="UTC", providers={}) == 0
+    assert JsonWriter.write_all([], written_json, timezone="UTC", providers={}) == 0
     assert written_csv.getvalue() == ",".join(FOCUS_COLUMNS) + "\n"
     assert written_json.getvalue() == "[]\n"
 

@@ -86,6 +86,21 @@ class FocusWriter(ABC):
         self._written = 0
         self._started = False
 
+    @classmethod
+    def write_all(
+        cls,
+        rows: Iterable[ExportRow],
+        out: TextIO,
+        *,
+        timezone: str,
+        providers: Mapping[str, str],
+        attribution: Sequence[str] = ATTRIBUTION,
+    ) -> int:
+        """All of ``rows`` as one export; returns how many FOCUS rows were written."""
+        writer = cls(out, timezone=timezone, providers=providers, attribution=attribution)
+        writer.write(rows)
+        return writer.close()
+
     def write(self, rows: Iterable[ExportRow]) -> None:
         """Add ``rows`` (in report order) to the export."""
         self._begin()
@@ -235,34 +250,6 @@ class JsonWriter(FocusWriter):
 
     def _end(self, rows: int) -> str:
         return "\n]\n" if rows else "]\n"
-
-
-def write_csv(
-    rows: Iterable[ExportRow],
-    out: TextIO,
-    *,
-    timezone: str,
-    providers: Mapping[str, str],
-    attribution: Sequence[str] = ATTRIBUTION,
-) -> int:
-    """All of ``rows`` as the FOCUS CSV; returns how many FOCUS rows were written."""
-    writer = CsvWriter(out, timezone=timezone, providers=providers, attribution=attribution)
-    writer.write(rows)
-    return writer.close()
-
-
-def write_json(
-    rows: Iterable[ExportRow],
-    out: TextIO,
-    *,
-    timezone: str,
-    providers: Mapping[str, str],
-    attribution: Sequence[str] = ATTRIBUTION,
-) -> int:
-    """All of ``rows`` as the FOCUS JSON array; returns how many FOCUS rows were written."""
-    writer = JsonWriter(out, timezone=timezone, providers=providers, attribution=attribution)
-    writer.write(rows)
-    return writer.close()
 
 
 def _summed(first: ExportRow, second: ExportRow, width: int) -> ExportRow:

@@ -215,7 +215,7 @@ def summary_sql(query: ReportQuery) -> tuple[str, list[object]]:
         day = f"(started_at AT TIME ZONE ${len(params)}::text)::date AS day"
     where = ["started_at >= $1", "started_at < $2", *_filters(query, params)]
     sql = f"SELECT {', '.join([day, *query.by, _AGGREGATES])} FROM {schema.TABLE} WHERE {' AND '.join(where)}"
-    return sql + _grouping(query), params
+    return sql + schema.report_grouping(schema.POSTGRES, daily=query.daily, by=query.by), params
 
 
 def rollup_sql(query: ReportQuery) -> tuple[str, list[object]]:
@@ -228,7 +228,7 @@ def rollup_sql(query: ReportQuery) -> tuple[str, list[object]]:
     select = ["day" if query.daily else "NULL::date", *query.by]
     select += [f"sum({name})::bigint" for name in schema.ROLLUP_MEASURES]
     sql = f"SELECT {', '.join(select)} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)}"
-    return sql + _grouping(query), params
+    return sql + schema.report_grouping(schema.POSTGRES, daily=query.daily, by=query.by), params
 
 
 def rollup_export_sql(query: ReportQuery) -> tuple[str, list[object]]:
@@ -252,16 +252,6 @@ def _filters(query: ReportQuery, params: list[object]) -> list[str]:
     if query.dispatched_only:
         where.append("provider IS NOT NULL")
     return where
-
-
-def _grouping(query: ReportQuery) -> str:
-    """``GROUP BY`` the day (when daily) and ``by``; ``ORDER BY`` them, code-point order, NULLs last."""
-    positions = [1] if query.daily else []
-    positions += range(2, len(query.by) + 2)
-    if not positions:
-        return ""
-    keys = (["day"] if query.daily else []) + [f'{column} COLLATE "C" NULLS LAST' for column in query.by]
-    return f" GROUP BY {', '.join(map(str, positions))} ORDER BY {', '.join(keys)}"
 
 
 async def _rollup_state(conn: Any) -> RollupState | None:

@@ -16,6 +16,7 @@ Pure: no I/O here; ``ledger/sqlite_ledger.py`` and ``ledger/postgres_ledger.py``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tollgate.types import UsageRecord
@@ -179,9 +180,26 @@ ROLLUP_COLUMNS: tuple[str, ...] = ("day", *ROLLUP_DIMENSIONS, *ROLLUP_MEASURES)
 _SUMMED = ROLLUP_MEASURES[2:]  # ledger columns summed as they are
 
 
+def _code_point_order(dialect: str) -> str:
+    """What follows a text expression so that it sorts in code-point (byte) order, as SQLite does by default."""
+    return ' COLLATE "C"' if dialect == POSTGRES else ""
+
+
+def report_grouping(dialect: str, *, daily: bool, by: Sequence[str]) -> str:
+    """A report's ``GROUP BY`` the day (when ``daily``, the first column) and ``by`` (the next ones), and its
+    ``ORDER BY`` them: code-point order, NULLs last, the same in both dialects ("" when there is nothing to group)."""
+    positions = [1] if daily else []
+    positions += range(2, len(by) + 2)
+    if not positions:
+        return ""
+    collate = _code_point_order(dialect)
+    keys = (["day"] if daily else []) + [f"{column}{collate} NULLS LAST" for column in by]
+    return f" GROUP BY {', '.join(map(str, positions))} ORDER BY {', '.join(keys)}"
+
+
 def rollup_key(dialect: str) -> tuple[str, ...]:
     """The rollup's unique key and index order: the day, then per dimension (missing?, value in code-point order)."""
-    collate = ' COLLATE "C"' if dialect == POSTGRES else ""
+    collate = _code_point_order(dialect)
     pairs = ((f"({name} IS NULL)", f"(coalesce({name}, '')){collate}") for name in ROLLUP_DIMENSIONS)
     return ("day", *(part for pair in pairs for part in pair))
 

@@ -32,7 +32,7 @@ def summary_sql(query: ReportQuery, *, scan: bool = False) -> tuple[str, list[ob
     where = ["started_at >= ?", "started_at < ?", *_filters(query, params)]
     source = f"{schema.TABLE} NOT INDEXED" if scan else schema.TABLE
     sql = f"SELECT {', '.join([*select, _AGGREGATES])} FROM {source} WHERE {' AND '.join(where)}"
-    return sql + _grouping(query), params
+    return sql + schema.report_grouping(schema.SQLITE, daily=query.daily, by=query.by), params
 
 
 def rollup_sql(query: ReportQuery) -> tuple[str, list[object]]:
@@ -44,7 +44,7 @@ def rollup_sql(query: ReportQuery) -> tuple[str, list[object]]:
     where = _rollup_where(query, params)
     select = ["day" if query.daily else "NULL", *query.by, *(f"sum({name})" for name in schema.ROLLUP_MEASURES)]
     sql = f"SELECT {', '.join(select)} FROM {schema.ROLLUP_TABLE} WHERE {' AND '.join(where)}"
-    return sql + _grouping(query), params
+    return sql + schema.report_grouping(schema.SQLITE, daily=query.daily, by=query.by), params
 
 
 def rollup_export_sql(query: ReportQuery) -> tuple[str, list[object]]:
@@ -74,16 +74,6 @@ def _filters(query: ReportQuery, params: list[object]) -> list[str]:
     if query.dispatched_only:
         where.append("provider IS NOT NULL")
     return where
-
-
-def _grouping(query: ReportQuery) -> str:
-    """``GROUP BY`` the day (when daily) and ``by``; ``ORDER BY`` them, code-point order, NULLs last."""
-    positions = [1] if query.daily else []
-    positions += range(2, len(query.by) + 2)
-    if not positions:
-        return ""
-    keys = (["day"] if query.daily else []) + [f"{column} NULLS LAST" for column in query.by]
-    return f" GROUP BY {', '.join(map(str, positions))} ORDER BY {', '.join(keys)}"
 
 
 def _local_day(query: ReportQuery, params: list[object]) -> str:

@@ -6,8 +6,8 @@ Two sources, drained in this order on every pass:
 - the counter store's **outbox** (``Outbox``): ledger entries the settle step wrote atomically with the budget
   charge. They are read, inserted, and acknowledged only after the insert has committed, so a crash at any point
   loses nothing: what was not acknowledged is read again and inserted again, and the insert skips request ids
-  already present (``ON CONFLICT DO NOTHING``). Several writers draining one outbox are therefore safe too (an
-  SQLite outbox is read by one process at a time anyway: ``stores/sqlite_base.DrainLock``).
+  already present (``ON CONFLICT DO NOTHING``). Several writers draining one outbox are therefore safe too; the
+  stores let one of them read it at a time anyway (SQLite: ``sqlite_base.DrainLock``; Redis: the drain lease).
 
 A pass runs every ``interval_s``, as soon as ``batch_size`` records are waiting, on ``flush()``, and a last time on
 ``close()`` (graceful shutdown). A failed pass is logged and retried with a growing delay (at most

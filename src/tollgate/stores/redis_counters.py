@@ -285,6 +285,7 @@ class RedisCounterStore:
     async def close(self) -> None:
         try:
             if self._lease_held:  # let another store take over now rather than when the lease lapses
+                self._lease_held = False
                 with contextlib.suppress(StoreUnavailable):
                     await self._call_lease("0")
         finally:
@@ -298,12 +299,10 @@ class RedisCounterStore:
         return self._lease_held
 
     async def _call_lease(self, take: str) -> bool:
+        """``take`` "1": take or renew the lease, "0": give it up; whether this store holds it afterwards."""
         packed = self._lease.evalsha.pack(1, self.keys.drainer, self._holder, self._lease_ms, take)
         with translate_errors():
-            held = int(await self._lease(self._client, packed)) == 1
-        if take == "0":
-            self._lease_held = False
-        return held
+            return int(await self._lease(self._client, packed)) == 1
 
 
 def _member(reservation: Reservation) -> str:

@@ -76,8 +76,8 @@ def connect_wal(path: str) -> WalConnection:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _set_wal(db, path)
         db.execute("PRAGMA synchronous = NORMAL")
-        if path and path != ":memory:" and not path.startswith("file:"):
-            db.writer_lock = _os_call(os.open, path + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if _lockable(path):
+            db.writer_lock = _open_lock_file(path + WRITER_LOCK_SUFFIX)
             db.execute("PRAGMA wal_autocheckpoint = 0")  # transaction() checkpoints, outside the flock
     except BaseException:
         db.close()
@@ -133,19 +133,15 @@ class DrainLock:
     """
 
     def __init__(self, path: str) -> None:
-        self._path = None if not path or path == ":memory:" or path.startswith("file:") else path + DRAIN_LOCK_SUFFIX
+        self._path = path + DRAIN_LOCK_SUFFIX if _lockable(path) else None
         self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._path is None or self._fd is not None
 
     def try_hold(self) -> bool:
         """Whether this process holds the lock now (a failure other than "held elsewhere" is raised as
         ``sqlite3.OperationalError``, like the writer lock's)."""
         if self._path is None or self._fd is not None:
             return True
-        fd = _os_call(os.open, self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_lock_file(self._path)
         try:
             _os_call(fcntl.flock, fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except sqlite3.OperationalError as exc:
@@ -162,6 +158,15 @@ class DrainLock:
             os.close(fd)  # closing the descriptor releases the flock
 
 
+def _lockable(path: str) -> bool:
+    """Whether ``path`` names a file that lock files can sit beside (not in memory, not a ``file:`` URI)."""
+    return bool(path) and path != ":memory:" and not path.startswith("file:")
+
+
+def _open_lock_file(path: str) -> int:
+    return _os_call(os.open, path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
 def _os_call(function: Callable[..., _T], *args: Any) -> _T:
     """``function(*args)``, its ``OSError`` raised as ``sqlite3.OperationalError`` (so ``sqlite_errors`` maps it)."""
     try:
@@ -173,10 +178,10 @@ def _os_call(function: Callable[..., _T], *args: Any) -> _T:
 def _set_wal(db: sqlite3.Connection, path: str) -> None:
     """``journal_mode = WAL``; switching a new file needs an exclusive lock that the busy handler does not wait for,
     so processes opening one file at once take the writer flock around it."""
-    if not path or path == ":memory:" or path.startswith("file:"):
+    if not _lockable(path):
         db.execute("PRAGMA journal_mode = WAL")
         return
-    fd = _os_call(os.open, path + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = _open_lock_file(path + WRITER_LOCK_SUFFIX)
     try:
         _os_call(fcntl.flock, fd, fcntl.LOCK_EX)
         db.execute("PRAGMA journal_mode = WAL")
