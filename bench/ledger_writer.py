@@ -2,7 +2,8 @@
 PostgreSQL, with and without the daily rollup maintained by the ledger's trigger.
 
 Usage: ``.venv/bin/python -m bench.ledger_writer [--rows 100000] [--existing 200000] [--runs 3]
-[--backends sqlite,postgres] [--rollup] [--postgres DSN]``. Not a test; numbers of record: bench/results-ledger.md.
+[--backends sqlite,postgres] [--rollup] [--ids sequential|random|time] [--postgres DSN]``. Not a test; numbers of
+record: bench/results-ledger.md.
 
 A fresh ledger first gets ``--existing`` rows (the bulk path of ``bench/ledger_reports.py``), then ``--rows`` outbox
 entries of the same generated kind (one month, worst-case attribution spread) are drained by one
@@ -10,6 +11,10 @@ entries of the same generated kind (one month, worst-case attribution spread) ar
 bench's time zone, so ``migrate()`` builds the rollup and every insert also updates it; without, the rollup is never
 built and the trigger does nothing (a tollgate without the rollup behaves the same: run this file with
 ``PYTHONPATH=<old checkout>/src`` to measure one). Median of ``--runs``, each on a new ledger.
+
+``--ids`` chooses the new entries' request ids: ``sequential`` (``writer-00000001``…, the default), ``random`` (96
+random bits, the gateway's ids before decision 0055) or ``time`` (milliseconds then 80 random bits, as the gateway
+makes them now, at three requests per millisecond).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import time
 from collections.abc import Sequence
@@ -47,14 +53,27 @@ class ListOutbox:
         self.items = [item for item in self.items if item.id not in gone]
 
 
-def outbox_entries(count: int) -> list[OutboxItem]:
+IDS = ("sequential", "random", "time")
+TIME_IDS_FROM_MS = 1_795_000_000_000  # 2026-11-17, after every generated row
+
+
+def request_id(kind: str, index: int, rng: random.Random) -> str:
+    if kind == "sequential":
+        return f"writer-{index:08d}"
+    if kind == "random":
+        return f"req_{rng.getrandbits(96):024x}"
+    return f"req_{TIME_IDS_FROM_MS + index // 3:012x}{rng.getrandbits(80):020x}"
+
+
+def outbox_entries(count: int, ids: str = "sequential") -> list[OutboxItem]:
     """``count`` outbox entries (what settle writes) with request ids the generated ledger does not hold."""
     names = schema.COLUMN_NAMES
+    rng = random.Random(20261129)
     entries = []
     for index, row in enumerate(generate(count)):
         values: dict[str, Any] = dict(zip(names, row, strict=True))
         usage = Usage(**{name: values.pop(name) for name in USAGE_COLUMNS})
-        values["request_id"] = f"writer-{index:08d}"
+        values["request_id"] = request_id(ids, index, rng)
         record = UsageRecord(**values, usage=usage)
         entries.append(OutboxItem(str(index), orjson.dumps(record)))
     return entries
@@ -83,11 +102,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--rollup", action="store_true", help="build the rollup, so every insert updates it")
+    parser.add_argument("--ids", choices=IDS, default="sequential", help="the new entries' request ids")
     parser.add_argument(
         "--postgres", default=os.environ.get("TOLLGATE_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
     )
     args = parser.parse_args()
-    entries = outbox_entries(args.rows)
+    entries = outbox_entries(args.rows, args.ids)
     for backend in args.backends.split(","):
         rates = []
         for _ in range(args.runs):
@@ -98,7 +118,7 @@ def main() -> None:
                 cleanup()
         runs = ", ".join(f"{rate:,.0f}" for rate in rates)
         rollup = "on" if args.rollup else "off"
-        print(f"{backend}: rollup {rollup}: median {statistics.median(rates):,.0f} rows/s ({runs})")
+        print(f"{backend}: rollup {rollup}, ids {args.ids}: median {statistics.median(rates):,.0f} rows/s ({runs})")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -35,10 +36,13 @@ _JSON = b"application/json"
 
 
 def new_request_id() -> str:
-    """``req_`` and 96 random bits in hex. From ``random`` (seeded from the OS at start, reseeded in a forked child),
-    not ``os.urandom``: the ids need to be unique, not secret, and a system call here lets the store's thread take the
-    GIL in the middle of every request (bench/results.md)."""
-    return f"req_{random.getrandbits(96):024x}"
+    """``req_``, the Unix time in milliseconds (12 hex digits) and 80 random bits (20 hex digits).
+
+    Time first, so ids sort by when the requests arrived and the ledger's unique index on ``request_id`` grows at its
+    right-hand end instead of at a random page per row (decision 0055). The random part comes from ``random`` (seeded
+    from the OS at start, reseeded in a forked child), not ``os.urandom``: the ids need to be unique, not secret, and
+    a system call here lets the store's thread take the GIL in the middle of every request (bench/results.md)."""
+    return f"req_{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
 def _dialect_for(path: str, headers: Mapping[str, str]) -> Dialect:
