@@ -85,6 +85,7 @@ class Row:
     gateway: WrkResult
     cpu_ms_per_request: float
     peak_rss_mb: float
+    cores_busy: tuple[int, ...] = ()  # % of each CPU busy (anything, not only the gateway) during the gateway runs
 
 
 # ---------------------------------------------------------------- processes
@@ -188,6 +189,21 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             fields = stat[stat.rindex(")") + 2 :].split()
             total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
     return total / CLK_TCK
+
+
+def core_jiffies() -> list[tuple[int, int]]:
+    """(busy, busy + idle) clock ticks per CPU since boot, from /proc/stat; busy is user, nice, system, irq, softirq."""
+    ticks = []
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3].isdigit():
+            user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in line.split()[1:9])
+            busy = user + nice + system + irq + softirq
+            ticks.append((busy, busy + idle + iowait + steal))
+    return ticks
+
+
+def busy_percent(before: Sequence[tuple[int, int]], after: Sequence[tuple[int, int]]) -> tuple[int, ...]:
+    return tuple(round(100 * (a[0] - b[0]) / max(1, a[1] - b[1])) for b, a in zip(before, after, strict=True))
 
 
 def peak_rss_mb(pids: Sequence[int]) -> float:
@@ -352,6 +368,7 @@ def measure(
     directs: list[WrkResult] = []
     gateways: list[WrkResult] = []
     cpu_per_request: list[float] = []
+    busy: list[tuple[int, ...]] = []
     for _ in range(repeat):
         if direct:
             directs.append(
@@ -362,11 +379,12 @@ def measure(
                 )
             )
         pids = worker_pids(gw_pid, workers)
-        before = cpu_seconds(pids)
+        before, cores_before = cpu_seconds(pids), core_jiffies()
         result = run_wrk(
             wrk_command(f"http://127.0.0.1:{gw_port}", endpoint, endpoint.gateway_model, connections, seconds, pin)
         )
         cpu_per_request.append((cpu_seconds(pids) - before) * 1000 / max(result.requests, 1))
+        busy.append(busy_percent(cores_before, core_jiffies()))
         gateways.append(result)
     row = Row(
         store=store,
@@ -377,6 +395,7 @@ def measure(
         gateway=median_result(gateways),
         cpu_ms_per_request=statistics.median(cpu_per_request),
         peak_rss_mb=peak_rss_mb(worker_pids(gw_pid, workers)),
+        cores_busy=tuple(round(statistics.median(core)) for core in zip(*busy, strict=True)),
     )
     print(format_row(row), flush=True)
     return row
@@ -483,14 +502,14 @@ def format_row(row: Row) -> str:
     return (
         f"| {row.store} | {row.endpoint} | {row.connections} | {row.workers} | {direct} | {g.rps:,.0f} | "
         f"{g.p50_ms:.2f} | {g.p90_ms:.2f} | {g.p99_ms:.2f} | {added} | {row.cpu_ms_per_request:.3f} | "
-        f"{row.peak_rss_mb:.0f} | {errors} |"
+        f"{row.peak_rss_mb:.0f} | {errors} | {' / '.join(map(str, row.cores_busy))} |"
     )
 
 
 HEADER = (
     "| store | endpoint | conns | workers | direct req/s | direct p50 ms | direct p99 ms | gateway req/s | "
-    "gw p50 ms | gw p90 ms | gw p99 ms | added p50 ms | gw CPU ms/req | peak RSS MB | errors |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "gw p50 ms | gw p90 ms | gw p99 ms | added p50 ms | gw CPU ms/req | peak RSS MB | errors | cores busy % |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
