@@ -22,6 +22,7 @@ written before the first batch or ``close()``, so a read that fails before any r
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -177,26 +178,8 @@ class CsvWriter(FocusWriter):
 
     _between = ""  # each line ends with its newline
 
-    def __init__(
-        self,
-        out: TextIO,
-        *,
-        timezone: str,
-        providers: Mapping[str, str],
-        attribution: Sequence[str] = ATTRIBUTION,
-        chunk_rows: int = WRITE_CHUNK_ROWS,
-    ) -> None:
-        super().__init__(out, timezone=timezone, providers=providers, attribution=attribution, chunk_rows=chunk_rows)
-        self._cells: dict[str | None, str] = {}  # value → its cell (``csv.writer`` decides quoting cell by cell)
-
     def _render(self, names: Sequence[str], values: Mapping[str, Any]) -> str:
-        return ",".join(self._cell(tags_text(values[name]) if name == "Tags" else values[name]) for name in names)
-
-    def _cell(self, value: str | None) -> str:
-        text = self._cells.get(value)
-        if text is None:
-            text = self._cells[value] = _csv_cells([value])
-        return text
+        return ",".join(_csv_cell(tags_text(values[name]) if name == "Tags" else values[name]) for name in names)
 
     def _line(self, row: ExportRow, day: tuple[str, ...], group: tuple[str, ...]) -> str:
         requests, input_tokens, cached, cache_write, output_tokens, reasoning, tokens, micros = row[self._width :]
@@ -264,6 +247,12 @@ def _csv_cells(values: Iterable[Any]) -> str:
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerow([*values, ""])
     return text.getvalue()[: -len(",\n")]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _csv_cell(value: str | None) -> str:
+    """One value as its CSV cell (``csv.writer`` decides quoting cell by cell); few values recur across many groups."""
+    return _csv_cells([value])
 
 
 def _json_members(names: Sequence[str], values: Mapping[str, Any]) -> str:
