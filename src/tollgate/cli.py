@@ -29,19 +29,18 @@ def _load(path: str) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from tollgate.logs import configure_logging
+    from tollgate.workers import serve
 
     settings = _load(args.config)  # validate before any worker starts
     configure_logging(settings.log_level)
     export_config_path(args.config)
-    uvicorn.run(
+    serve(
         "tollgate.app:create_app_from_environment",
-        factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
+        factory=True,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -149,6 +148,16 @@ def _verify(args: argparse.Namespace) -> int:
     return verify(_load(args.config), as_json=args.json, out=sys.stdout)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollgate", description="A token gateway for LLM APIs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -157,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=DEFAULT_CONFIG, help="configuration file (default ./tollgate.yaml)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
     serve.set_defaults(run=_serve)
 
     simulate = commands.add_parser("simulate", help="run the simulated OpenAI/Anthropic provider")

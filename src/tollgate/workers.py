@@ -1,0 +1,101 @@
+"""``tollgate serve --workers N``: uvicorn's supervisor, with one listening socket per worker (docs/decisions/0057).
+
+uvicorn binds one socket in the parent and every worker accepts from it. The worker that wakes first takes every
+connection waiting (libuv accepts until the queue is empty), so a burst of keep-alive connections — a load
+balancer's pool, a benchmark's — lands mostly on one worker and stays there: 16 connections split 13:3 and 16:0, and
+two workers carried less than one. Here every worker binds a socket of its own to the address with ``SO_REUSEPORT``,
+and the kernel hands each new connection to one of them by a hash of its addresses: an even split on average.
+
+The parent binds the address too (``SO_REUSEPORT``, never listening, so it is given no connections): a busy port or a
+bad host fails once, before any worker starts, and ``--port 0`` resolves to one port for all. uvicorn passes the
+parent's sockets to each worker by pickling them; a ``WorkerListener`` pickles as "bind a socket of your own to this
+address", so each worker unpickles a fresh socket rather than a copy of the parent's. Everything else (starting,
+health checks, restarts, signals) is uvicorn's ``Multiprocess``, unchanged.
+
+``SO_REUSEPORT`` lets another process of the same user bind the port as well and take a share of the connections;
+the gateway's user must not run anything else that binds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any, cast
+
+import uvicorn
+from uvicorn import Config
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
+
+_log = logging.getLogger("tollgate.workers")
+
+Address = tuple[str, int]
+
+
+class WorkerListener:
+    """The address every worker listens on. In the parent it holds the address bound (not listening); pickled to a
+    worker, it arrives as that worker's own socket, bound to the same address (``worker_socket``)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = reuse_port_socket(self.family, (host, port))
+        name = self._socket.getsockname()
+        self.address: Address = (name[0], name[1])
+
+    def __reduce__(self) -> tuple[object, tuple[int, Address]]:
+        return worker_socket, (self.family, self.address)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def reuse_port_socket(family: int, address: Address) -> socket.socket:
+    """A TCP socket bound to ``address`` with ``SO_REUSEADDR`` and ``SO_REUSEPORT`` set (``listen`` is left to the
+    caller). Raises ``OSError`` when the address cannot be bound."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def worker_socket(family: int, address: Address) -> socket.socket:
+    """Run in a worker as it starts (unpickling its ``WorkerListener``): its own socket, bound to ``address``; uvicorn
+    makes it listen. A worker that cannot bind exits with uvicorn's start-up failure status, so the parent stops
+    instead of restarting it forever."""
+    try:
+        return reuse_port_socket(family, address)
+    except OSError as exc:
+        _log.error("worker cannot listen on %s:%d: %s", address[0], address[1], exc)
+        raise SystemExit(STARTUP_FAILURE) from None
+
+
+def serve(app: str, *, host: str, port: int, workers: int, **options: Any) -> None:
+    """uvicorn serving ``app`` (an import string) until SIGINT or SIGTERM: in this process when ``workers`` is 1,
+    else from ``workers`` processes with a listening socket each. ``options`` are ``uvicorn.Config``'s."""
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, **options)
+    else:
+        run_workers(Config(app, host=host, port=port, workers=workers, **options))
+
+
+def run_workers(config: Config) -> None:
+    """Serve ``config.app`` (an import string) from ``config.workers`` processes until SIGINT or SIGTERM."""
+    try:
+        listener = WorkerListener(config.host, config.port)
+    except OSError as exc:
+        _log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+        raise SystemExit(STARTUP_FAILURE) from None
+    host, port = listener.address
+    _log.info("listening on %s:%d with %d workers, a socket each (SO_REUSEPORT)", host, port, config.workers)
+    try:
+        # Multiprocess only passes the sockets on to the workers, where the listener becomes a real one.
+        Multiprocess(config, sockets=[cast(socket.socket, listener)]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.close()

@@ -1,0 +1,121 @@
+"""``tollgate serve --workers 2`` for real: each worker listens on a socket of its own (SO_REUSEPORT, decision 0057), so
+connections opened together are spread over the workers; a replaced worker listens again; a busy port fails once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import ServerProcess, running, tollgate_serve
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+store: sqlite:///{tmp}/counters.db
+providers:
+  sim: {{type: simulated}}
+models:
+  - {{name: gpt-4o-mini, provider: sim}}
+keys: []
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "tollgate.yaml"
+    path.write_text(CONFIG.format(tmp=tmp_path))
+    return path
+
+
+@pytest.fixture
+def server(config: Path, tmp_path: Path) -> Iterator[ServerProcess]:
+    with tollgate_serve(config, 2, tmp_path / "server.log") as running_server:
+        yield running_server
+
+
+def listening_owners(server: ServerProcess) -> list[int]:
+    """The processes holding a listening socket on the server's port, one entry per socket."""
+    inodes = {
+        fields[9]
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if fields[1].endswith(f":{server.port:04X}") and fields[3] == "0A"  # 0A: LISTEN
+    }
+    owners = []
+    for pid in [server.process.pid, *server.workers()]:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                owners.append(pid)
+    return sorted(owners)
+
+
+def healthz(sock: socket.socket) -> bytes:
+    """One keep-alive GET /healthz on ``sock``; the answer's status line."""
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed before the answer"
+        answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+def test_each_worker_listens_on_a_socket_of_its_own(server: ServerProcess) -> None:
+    workers = server.workers()
+    assert len(workers) == 2
+    assert listening_owners(server) == sorted(workers)  # one each; the parent listens on none
+
+
+def test_connections_opened_together_are_spread_over_the_workers(server: ServerProcess) -> None:
+    """32 keep-alive connections opened at once, as a client pool does. With one shared socket the first worker to
+    wake took most or all of them; over per-worker sockets each gets a share (fewer than 4 of 32 on one side: a
+    probability of about 3 in a million)."""
+    with ExitStack() as stack:
+        clients = [
+            stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=10)) for _ in range(32)
+        ]
+        assert {healthz(sock) for sock in clients} == {b"HTTP/1.1 200 OK"}
+        holders = Counter(server.worker_holding(sock.getsockname()[1]) for sock in clients)
+    assert set(holders) == set(server.workers()), holders
+    assert min(holders.values()) >= 4, holders
+
+
+def test_a_killed_worker_is_replaced_and_the_replacement_listens(server: ServerProcess) -> None:
+    victim = server.workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        workers = server.workers()
+        if victim not in workers and len(workers) == 2 and listening_owners(server) == sorted(workers):
+            break
+        assert time.monotonic() < deadline, f"not replaced: workers {workers}, listening {listening_owners(server)}"
+        time.sleep(0.1)
+    assert not running(victim)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        assert healthz(sock) == b"HTTP/1.1 200 OK"
+
+
+def test_a_busy_port_fails_before_any_worker_starts(config: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "tollgate.cli", "serve", "--config", str(config), "--port", str(port)]
+        finished = subprocess.run([*command, "--workers", "2"], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 3  # uvicorn's start-up failure status, as with one worker
+    assert f"cannot listen on 127.0.0.1:{port}" in finished.stderr
+    assert "Address already in use" in finished.stderr
+    assert "Started parent process" not in finished.stderr
