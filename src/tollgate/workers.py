@@ -91,7 +91,8 @@ def run_workers(config: Config) -> None:
         _log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
         raise SystemExit(STARTUP_FAILURE) from None
     host, port = listener.address
-    _log.info("listening on %s:%d with %d workers, a socket each (SO_REUSEPORT)", host, port, config.workers)
+    shown = f"[{host}]" if ":" in host else host
+    _log.info("listening on http://%s:%d with %d workers, a socket each (SO_REUSEPORT)", shown, port, config.workers)
     try:
         # Multiprocess only passes the sockets on to the workers, where the listener becomes a real one.
         Multiprocess(config, sockets=[cast(socket.socket, listener)]).run()
