@@ -611,11 +611,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         with gateway(tmp, store, sim_port, 2, False, f"{store}-w2", redis_url) as (pid, port, _db, cmd):
                             commands.append(cmd)
                             run_wrk(wrk_command(f"http://127.0.0.1:{port}", ENDPOINTS[0], "bench-gpt", 16, 2, False))
-                            row = measure(
-                                store, ENDPOINTS[0], 16, args.seconds, sim_port, pid, port, 2, False, args.repeat
-                            )
-                            rows.append(row)
-                            commands.append(row.gateway.command)
+                            for conns in [c for c in connections if c >= 16]:
+                                row = measure(
+                                    store, ENDPOINTS[0], conns, args.seconds, sim_port, pid, port, 2, False, args.repeat
+                                )
+                                rows.append(row)
+                                commands.append(row.gateway.command)
                     except SystemExit as exc:  # report the failure, keep the rest of the run
                         log_tail = (tmp / f"{store}-w2.log").read_text()[-1500:]
                         ledger_notes.append(f"{store} --workers 2 FAILED: {exc}\n\n```\n{log_tail}\n```\n")
