@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tollgate.settings import hash_key
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tollgate.yaml"
@@ -24,6 +26,13 @@ def test_serve_with_bad_config_exits_2_naming_file_and_field(tmp_path: Path) -> 
     assert result.returncode == 2
     assert f"{bad}: budgets[0].window: must be one of daily, weekly, monthly" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two"])
+def test_serve_with_workers_below_1_is_a_usage_error(workers: str) -> None:
+    result = run("serve", "--config", str(EXAMPLE), "--port", "1", "--workers", workers)
+    assert result.returncode == 2
+    assert "argument --workers:" in result.stderr
 
 
 def test_serve_refuses_unpriced_model_under_usd_budget(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ parent's sockets to each worker by pickling them; a ``WorkerListener`` pickles a
 address", so each worker unpickles a fresh socket rather than a copy of the parent's. Everything else (starting,
 health checks, restarts, signals) is uvicorn's ``Multiprocess``, unchanged.
 
-``SO_REUSEPORT`` lets another process of the same user bind the port as well and take a share of the connections;
-the gateway's user must not run anything else that binds it.
+``SO_REUSEPORT`` lets another process of the same user bind the port as well and take a share of the connections
+(a second ``tollgate serve --workers N`` joins instead of failing); the gateway's user must not run anything else that
+binds it.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def serve(app: str, *, host: str, port: int, workers: int, **options: Any) -> No
 
 
 def run_workers(config: Config) -> None:
-    """Serve ``config.app`` (an import string) from ``config.workers`` processes until SIGINT or SIGTERM."""
+    """Serve ``config.app`` (an import string) from ``config.workers`` processes until SIGINT or SIGTERM. Exits with
+    uvicorn's start-up failure status when the address cannot be bound or a worker fails to start."""
     try:
         listener = WorkerListener(config.host, config.port)
     except OSError as exc:
@@ -93,10 +95,14 @@ def run_workers(config: Config) -> None:
     host, port = listener.address
     shown = f"[{host}]" if ":" in host else host
     _log.info("listening on http://%s:%d with %d workers, a socket each (SO_REUSEPORT)", shown, port, config.workers)
+    # Multiprocess only passes the sockets on to the workers, where the listener becomes a real one.
+    supervisor = Multiprocess(config, sockets=[cast(socket.socket, listener)])
     try:
-        # Multiprocess only passes the sockets on to the workers, where the listener becomes a real one.
-        Multiprocess(config, sockets=[cast(socket.socket, listener)]).run()
+        supervisor.run()
     except KeyboardInterrupt:
         pass
     finally:
         listener.close()
+    # Multiprocess stops when a worker fails to start but returns normally (uvicorn.run exits 3 only for one worker).
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)

@@ -1,5 +1,6 @@
 """``tollgate serve --workers 2`` for real: each worker listens on a socket of its own (SO_REUSEPORT, decision 0057), so
-connections opened together are spread over the workers; a replaced worker listens again; a busy port fails once."""
+connections opened together are spread over the workers; a replaced worker listens again; a busy port fails once; a
+worker that fails to start stops the server with status 3."""
 
 from __future__ import annotations
 
@@ -133,3 +134,14 @@ def test_a_busy_port_fails_before_any_worker_starts(config: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in finished.stderr
     assert "Address already in use" in finished.stderr
     assert "Started parent process" not in finished.stderr
+
+
+def test_a_worker_that_fails_to_start_stops_the_server_with_the_start_up_failure_status(tmp_path: Path) -> None:
+    """The file is valid but its store cannot be opened (no such directory), so every worker's start-up fails.
+    uvicorn's supervisor stops instead of restarting them, but returns normally; the command exits 3, not 0."""
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(CONFIG.format(tmp=tmp_path / "missing"))
+    command = [sys.executable, "-m", "tollgate.cli", "serve", "--config", str(config), "--port", "0"]
+    finished = subprocess.run([*command, "--workers", "2"], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 3, finished.stderr[-2000:]
+    assert "failed to start, stopping the parent process" in finished.stderr
