@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -97,6 +98,35 @@ def test_a_busy_address_fails_in_the_parent() -> None:
         plain.listen()
         with pytest.raises(OSError):
             WorkerListener("127.0.0.1", plain.getsockname()[1])
+
+
+def test_a_port_another_gateway_listens_on_fails_in_the_parent(listener: WorkerListener) -> None:
+    """Another gateway's workers listen with SO_REUSEPORT: a new set could join them, so the parent refuses."""
+    with worker_socket(socket.AF_INET, listener.address) as other_gateway:
+        other_gateway.listen()
+        with pytest.raises(OSError):
+            WorkerListener("127.0.0.1", listener.address[1])
+
+
+def test_the_port_of_an_earlier_run_is_free_again_with_connections_in_time_wait() -> None:
+    """A run that stopped leaves its closed connections in TIME_WAIT on the port; the next run binds it at once."""
+    first = WorkerListener("127.0.0.1", 0)
+    port = first.address[1]
+    with worker_socket(socket.AF_INET, first.address) as worker:
+        worker.listen()
+        client = socket.create_connection(first.address, timeout=2)
+        conn, _ = worker.accept()
+        conn.close()  # the server side closes first: its end of the connection goes to TIME_WAIT
+        client.recv(1)
+        client.close()
+    first.close()
+    assert any(
+        line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "06"  # 06: TIME_WAIT
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+    )
+    second = WorkerListener("127.0.0.1", port)
+    assert second.address == ("127.0.0.1", port)
+    second.close()
 
 
 def test_reuse_port_socket_closes_what_it_opened_when_the_bind_fails() -> None:

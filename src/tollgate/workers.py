@@ -12,9 +12,11 @@ parent's sockets to each worker by pickling them; a ``WorkerListener`` pickles a
 address", so each worker unpickles a fresh socket rather than a copy of the parent's. Everything else (starting,
 health checks, restarts, signals) is uvicorn's ``Multiprocess``, unchanged.
 
-``SO_REUSEPORT`` lets another process of the same user bind the port as well and take a share of the connections
-(a second ``tollgate serve --workers N`` joins instead of failing); the gateway's user must not run anything else that
-binds it.
+``SO_REUSEPORT`` would let another process of the same user bind the port as well and take a share of the
+connections — a second ``tollgate serve --workers N`` started by mistake would join instead of failing. So before
+it binds, the parent checks the port with a plain socket (no ``SO_REUSEPORT``), which no socket already listening on
+it can share: a port another gateway serves fails like any busy port. Something that binds the port with
+``SO_REUSEPORT`` in the short moment between that check and the workers' binds can still join.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class WorkerListener:
 
     def __init__(self, host: str, port: int) -> None:
         self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = reuse_port_socket(self.family, (host, port))
+        self._socket = reuse_port_socket(self.family, unshared_address(self.family, (host, port)))
         name = self._socket.getsockname()
         self.address: Address = (name[0], name[1])
 
@@ -48,6 +50,20 @@ class WorkerListener:
 
     def close(self) -> None:
         self._socket.close()
+
+
+def unshared_address(family: int, address: Address) -> Address:
+    """``address`` with its port resolved (port 0: a free one), once a plain socket could bind it: no socket is
+    listening on it, not even one with ``SO_REUSEPORT`` (a plain socket cannot join those). ``SO_REUSEADDR`` lets
+    the connections of an earlier run, still in ``TIME_WAIT``, pass. Raises ``OSError`` when the address is taken."""
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+        name = probe.getsockname()
+        return name[0], name[1]
+    finally:
+        probe.close()
 
 
 def reuse_port_socket(family: int, address: Address) -> socket.socket:

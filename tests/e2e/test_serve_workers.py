@@ -136,6 +136,17 @@ def test_a_busy_port_fails_before_any_worker_starts(config: Path) -> None:
     assert "Started parent process" not in finished.stderr
 
 
+def test_a_second_gateway_on_the_same_port_fails_instead_of_joining(server: ServerProcess, config: Path) -> None:
+    """The running workers' sockets have SO_REUSEPORT, so a second set of them could join the port and take a share
+    of its connections; the supervisor's check with a plain socket refuses the port instead."""
+    command = [sys.executable, "-m", "tollgate.cli", "serve", "--config", str(config), "--port", str(server.port)]
+    finished = subprocess.run([*command, "--workers", "2"], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 3, finished.stderr[-2000:]
+    assert f"cannot listen on 127.0.0.1:{server.port}" in finished.stderr
+    assert "Address already in use" in finished.stderr
+    assert listening_owners(server) == sorted(server.workers())  # the first gateway is untouched
+
+
 def test_a_worker_that_fails_to_start_stops_the_server_with_the_start_up_failure_status(tmp_path: Path) -> None:
     """The file is valid but its store cannot be opened (no such directory), so every worker's start-up fails.
     uvicorn's supervisor stops instead of restarting them, but returns normally; the command exits 3, not 0."""
