@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -43,22 +43,15 @@ class ServerProcess:
 
     def worker_holding(self, client_port: int) -> int | None:
         """The worker that has the server side of the TCP connection from 127.0.0.1:``client_port``."""
-        inode = _server_socket_inode(self.port, client_port)
-        if inode is None:
-            return None
-        target = f"socket:[{inode}]"
-        for pid in self.workers():
-            try:
-                fds = os.listdir(f"/proc/{pid}/fd")
-            except OSError:
-                continue
-            for fd in fds:
-                try:
-                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                        return pid
-                except OSError:
-                    continue
-        return None
+        local, remote = f"0100007F:{self.port:04X}", f"0100007F:{client_port:04X}"
+        inodes = _tcp_inodes(lambda fields: fields[1] == local and fields[2] == remote)
+        holders = _socket_holders(self.workers(), inodes)
+        return holders[0] if holders else None
+
+    def listening_owners(self) -> list[int]:
+        """The processes (the server and its workers) holding a listening socket on the port, once per socket."""
+        inodes = _tcp_inodes(lambda fields: fields[1].endswith(f":{self.port:04X}") and fields[3] == "0A")  # LISTEN
+        return sorted(_socket_holders([self.process.pid, *self.workers()], inodes))
 
 
 @contextmanager
@@ -122,14 +115,28 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _server_socket_inode(server_port: int, client_port: int) -> int | None:
-    """The inode of the socket whose local end is ``server_port`` and remote end ``client_port`` (IPv4 loopback)."""
-    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == local and fields[2] == remote:
-            return int(fields[9])
-    return None
+def _tcp_inodes(match: Callable[[list[str]], bool]) -> set[str]:
+    """The inodes of the IPv4 TCP sockets whose /proc/net/tcp fields ``match``."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return {fields[9] for fields in (line.split() for line in lines) if match(fields)}
+
+
+def _socket_holders(pids: list[int], inodes: set[str]) -> list[int]:
+    """``pids`` that hold one of the sockets ``inodes``, once per socket held."""
+    holders = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                holders.append(pid)
+    return holders
 
 
 def _wait_healthy(server: ServerProcess, workers: int) -> None:

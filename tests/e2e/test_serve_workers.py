@@ -46,30 +46,11 @@ def server(config: Path, tmp_path: Path) -> Iterator[ServerProcess]:
         yield running_server
 
 
-def listening_owners(server: ServerProcess) -> list[int]:
-    """The processes holding a listening socket on the server's port, one entry per socket."""
-    inodes = {
-        fields[9]
-        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
-        if fields[1].endswith(f":{server.port:04X}") and fields[3] == "0A"  # 0A: LISTEN
-    }
-    owners = []
-    for pid in [server.process.pid, *server.workers()]:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:[") and link[8:-1] in inodes:
-                owners.append(pid)
-    return sorted(owners)
-
-
 def wait_until_each_worker_listens(server: ServerProcess, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         workers = server.workers()
-        owners = listening_owners(server)
+        owners = server.listening_owners()
         if len(workers) == 2 and owners == sorted(workers):
             return
         assert time.monotonic() < deadline, f"workers {workers}, listening {owners}: {server.log.read_text()[-2000:]}"
@@ -91,7 +72,7 @@ def test_each_worker_listens_on_a_socket_of_its_own(server: ServerProcess) -> No
     """The fixture waited for it (a shared socket never gets there: one socket, two holders and the parent); here
     the parent holds no listening socket and each worker exactly one."""
     workers = server.workers()
-    owners = listening_owners(server)
+    owners = server.listening_owners()
     assert len(workers) == 2 and owners == sorted(workers)
     assert server.process.pid not in owners
 
@@ -144,7 +125,7 @@ def test_a_second_gateway_on_the_same_port_fails_instead_of_joining(server: Serv
     assert finished.returncode == 3, finished.stderr[-2000:]
     assert f"cannot listen on 127.0.0.1:{server.port}" in finished.stderr
     assert "Address already in use" in finished.stderr
-    assert listening_owners(server) == sorted(server.workers())  # the first gateway is untouched
+    assert server.listening_owners() == sorted(server.workers())  # the first gateway is untouched
 
 
 def test_a_worker_that_fails_to_start_stops_the_server_with_the_start_up_failure_status(tmp_path: Path) -> None:
