@@ -264,6 +264,17 @@ def test_status_purges_expired_reservations(kit: Kit) -> None:
         await store.reserve([claim(100)], hold("lost", 80), NOW)
         assert await read(store, at=NOW + TTL - 1) == [state(reserved_tokens=80)]
         assert await read(store, at=NOW + TTL) == [state()]
+        assert await read(store, at=NOW + TTL) == [state()]  # the give-back was kept, not only reported
+
+    kit.run(scenario)
+
+
+def test_a_purge_by_a_refused_reserve_is_kept(kit: Kit) -> None:
+    async def scenario(store: Store) -> None:
+        await store.reserve([claim(100)], hold("lost", 80), NOW)
+        # Purges "lost", then finds no room for 150: refused, but the purge stands.
+        assert (await store.reserve([claim(100)], hold("big", 150, at=NOW + TTL), NOW + TTL)).refused == 0
+        assert await read(store, at=NOW + TTL) == [state()]
 
     kit.run(scenario)
 

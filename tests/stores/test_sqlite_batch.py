@@ -41,9 +41,19 @@ def connector(path: Path) -> Callable[[], sqlite3.Connection]:
     return connect
 
 
-def insert(value: int, parent: int | None = None) -> Callable[[sqlite3.Connection], int]:
-    def work(db: sqlite3.Connection) -> int:
-        db.execute("INSERT INTO t (v, parent) VALUES (?, ?)", (value, parent))
+class Plain:
+    """The session of these tests: the connection, and nothing to do before COMMIT."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def finish(self) -> None:
+        pass
+
+
+def insert(value: int, parent: int | None = None) -> Callable[[Plain], int]:
+    def work(session: Plain) -> int:
+        session.db.execute("INSERT INTO t (v, parent) VALUES (?, ?)", (value, parent))
         return value
 
     return work
@@ -64,12 +74,12 @@ class Gate:
         self.entered = threading.Event()
         self.released = threading.Event()
 
-    def __call__(self, db: sqlite3.Connection) -> str:
+    def __call__(self, session: Plain) -> str:
         self.entered.set()
         assert self.released.wait(10)
         return "gate"
 
-    async def hold(self, executor: BatchExecutor) -> asyncio.Task[Any]:
+    async def hold(self, executor: BatchExecutor[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(executor.run(self))
         await asyncio.to_thread(self.entered.wait, 10)
         return task
@@ -87,7 +97,7 @@ async def queued(*calls: Awaitable[Any]) -> list[asyncio.Task[Any]]:
 
 def test_operations_waiting_together_share_one_transaction(tmp_path: Path) -> None:
     async def main() -> tuple[list[int], int]:
-        executor = BatchExecutor(connector(tmp_path / "b.db"))
+        executor = BatchExecutor(connector(tmp_path / "b.db"), Plain)
         try:
             gate = Gate()
             held = await gate.hold(executor)
@@ -106,7 +116,7 @@ def test_operations_waiting_together_share_one_transaction(tmp_path: Path) -> No
 
 def test_many_concurrent_operations_become_few_transactions(tmp_path: Path) -> None:
     async def main() -> int:
-        executor = BatchExecutor(connector(tmp_path / "b.db"))
+        executor = BatchExecutor(connector(tmp_path / "b.db"), Plain)
         try:
             await asyncio.gather(*(executor.run(insert(i)) for i in range(500)))
             return executor.batches
@@ -118,12 +128,12 @@ def test_many_concurrent_operations_become_few_transactions(tmp_path: Path) -> N
 
 
 def test_a_failing_operation_fails_alone_and_the_others_commit(tmp_path: Path) -> None:
-    def half_then_fail(db: sqlite3.Connection) -> None:
-        db.execute("INSERT INTO t (v) VALUES (666)")  # written, then rolled back with the rest of this operation
-        db.execute("INSERT INTO nowhere VALUES (1)")
+    def half_then_fail(session: Plain) -> None:
+        session.db.execute("INSERT INTO t (v) VALUES (666)")  # written, then rolled back with the rest of it
+        session.db.execute("INSERT INTO nowhere VALUES (1)")
 
     async def main() -> tuple[list[Any], int]:
-        executor = BatchExecutor(connector(tmp_path / "b.db"))
+        executor = BatchExecutor(connector(tmp_path / "b.db"), Plain)
         try:
             gate = Gate()
             held = await gate.hold(executor)
@@ -178,7 +188,7 @@ def test_each_result_is_committed_when_it_arrives(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
 
     async def main() -> list[list[int]]:
-        executor = BatchExecutor(connector(path))
+        executor = BatchExecutor(connector(path), Plain)
         try:
             gate = Gate()
             held = await gate.hold(executor)
@@ -203,7 +213,7 @@ def test_a_commit_that_fails_fails_every_operation_of_its_batch(tmp_path: Path) 
     path = tmp_path / "b.db"
 
     async def main() -> tuple[list[Any], int]:
-        executor = BatchExecutor(connector(path))
+        executor = BatchExecutor(connector(path), Plain)
         try:
             gate = Gate()
             held = await gate.hold(executor)
@@ -225,7 +235,7 @@ def test_a_commit_that_fails_fails_every_operation_of_its_batch(tmp_path: Path) 
 
 def test_close_lets_queued_operations_finish(tmp_path: Path) -> None:
     async def main() -> list[int]:
-        executor = BatchExecutor(connector(tmp_path / "b.db"))
+        executor = BatchExecutor(connector(tmp_path / "b.db"), Plain)
         gate = Gate()
         held = await gate.hold(executor)
         tasks = await queued(*(executor.run(insert(i)) for i in range(50)))
@@ -241,7 +251,7 @@ def test_close_lets_queued_operations_finish(tmp_path: Path) -> None:
 
 def test_an_operation_after_close_fails(tmp_path: Path) -> None:
     async def main() -> None:
-        executor = BatchExecutor(connector(tmp_path / "b.db"))
+        executor = BatchExecutor(connector(tmp_path / "b.db"), Plain)
         assert await executor.run(insert(1)) == 1
         await executor.close()
         await executor.close()  # twice is harmless
@@ -265,7 +275,7 @@ def test_a_store_used_after_close_is_unavailable(tmp_path: Path) -> None:
 
 def test_closing_an_unused_executor_starts_nothing(tmp_path: Path) -> None:
     async def main() -> None:
-        executor = BatchExecutor(connector(tmp_path / "b.db"))
+        executor = BatchExecutor(connector(tmp_path / "b.db"), Plain)
         await executor.close()
         assert executor.batches == 0
 
@@ -277,7 +287,7 @@ def test_a_failed_connect_fails_the_batch_and_the_next_one_connects_again(tmp_pa
     path = tmp_path / "later" / "b.db"
 
     async def main() -> None:
-        executor = BatchExecutor(connector(path))
+        executor = BatchExecutor(connector(path), Plain)
         try:
             with pytest.raises(sqlite3.OperationalError):
                 await executor.run(insert(1))
@@ -293,12 +303,12 @@ def test_a_failed_connect_fails_the_batch_and_the_next_one_connects_again(tmp_pa
 def test_an_operation_that_fails_alone_is_not_run_again(tmp_path: Path) -> None:
     runs = []
 
-    def fail(db: sqlite3.Connection) -> None:
+    def fail(session: Plain) -> None:
         runs.append(1)
         raise sqlite3.IntegrityError("no")
 
     async def main() -> int:
-        executor = BatchExecutor(connector(tmp_path / "b.db"))
+        executor = BatchExecutor(connector(tmp_path / "b.db"), Plain)
         try:
             with pytest.raises(sqlite3.IntegrityError, match="no"):
                 await executor.run(fail)
@@ -308,3 +318,76 @@ def test_an_operation_that_fails_alone_is_not_run_again(tmp_path: Path) -> None:
 
     assert asyncio.run(main()) == 1
     assert runs == [1]
+
+
+class Picky(Plain):
+    """A session whose ``finish`` refuses when an operation marked it: the fault comes from one operation's data."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        super().__init__(db)
+        self.marked = False
+
+    def finish(self) -> None:
+        if self.marked:
+            raise sqlite3.IntegrityError("refused at finish")
+
+
+def test_a_finish_that_fails_reruns_each_operation_alone_with_a_new_session(tmp_path: Path) -> None:
+    def marks(session: Picky) -> None:
+        session.db.execute("INSERT INTO t (v) VALUES (666)")
+        session.marked = True
+
+    async def main() -> tuple[list[Any], int]:
+        executor = BatchExecutor(connector(tmp_path / "b.db"), Picky)
+        try:
+            gate = Gate()
+            held = await gate.hold(executor)
+            tasks = await queued(executor.run(insert(1)), executor.run(marks), executor.run(insert(2)))
+            gate.open()
+            await held
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            return outcomes, executor.batches
+        finally:
+            await executor.close()
+
+    outcomes, batches = asyncio.run(main())
+    assert outcomes[0] == 1
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    assert str(outcomes[1]) == "refused at finish"
+    assert outcomes[2] == 2  # its own transaction got a session nobody had marked
+    assert batches == 1 + 1 + 3
+    assert committed(tmp_path / "b.db") == [1, 2]
+
+
+def test_finish_runs_once_per_transaction_after_every_operation(tmp_path: Path) -> None:
+    finished: list[list[int]] = []
+
+    class Counting(Plain):
+        def __init__(self, db: sqlite3.Connection) -> None:
+            super().__init__(db)
+            self.seen: list[int] = []
+
+        def finish(self) -> None:
+            finished.append(list(self.seen))
+
+    def note(value: int) -> Callable[[Counting], int]:
+        def work(session: Counting) -> int:
+            session.seen.append(value)
+            return value
+
+        return work
+
+    async def main() -> None:
+        executor = BatchExecutor(connector(tmp_path / "b.db"), Counting)
+        try:
+            gate = Gate()
+            held = await gate.hold(executor)
+            tasks = await queued(*(executor.run(note(i)) for i in range(5)))
+            gate.open()
+            await held
+            assert await asyncio.gather(*tasks) == [0, 1, 2, 3, 4]
+        finally:
+            await executor.close()
+
+    asyncio.run(main())
+    assert finished == [[], [0, 1, 2, 3, 4]]  # the gate's transaction, then the five together

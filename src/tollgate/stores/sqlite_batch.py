@@ -8,10 +8,16 @@ for one lock acquisition, one commit and one thread hand-off instead of N.
 
 Contracts:
 
-- An operation is a function of the connection, run inside the batch's transaction; it must not begin, commit or
-  roll back itself. It may run twice: when any operation of a batch raises, the whole batch is rolled back and every
+- Each transaction opens a *session* on the connection (the caller's ``session`` factory: for the counter store, the
+  connection and the counters the transaction has touched, ``sqlite_counter_rows.py``). An operation is a function of
+  that session, run inside the transaction; it must not begin, commit or roll back itself. ``session.finish()`` runs
+  after the last operation and before ``COMMIT`` (the counter store writes its changed counters there); when it
+  raises, the batch is treated like one whose operation raised (below), so a change only one operation's data
+  makes unwritable fails that operation alone.
+- An operation may run twice: when any operation of a batch raises, the whole batch is rolled back and every
   operation is re-run alone in a transaction of its own, so the failing one fails alone and the others commit. An
-  operation must therefore depend only on its arguments and the database (no side effects outside it).
+  operation must therefore depend only on its arguments and the database (no side effects outside it, none kept in
+  the session beyond its transaction: a re-run gets a new session).
 - A failure to connect, to begin or to commit is not any one operation's fault: every operation of the batch gets it
   (the next batch connects again).
 - Failures arrive as the sqlite3 exceptions themselves; callers translate them (``sqlite_base.sqlite_errors``).
@@ -28,19 +34,26 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from tollgate.stores.sqlite_base import checkpoint_if_due, transaction
 
 MAX_BATCH = 512  # operations per transaction at most, so the write lock is never held for long
 
 _T = TypeVar("_T")
-Operation = Callable[[sqlite3.Connection], Any]
+
+
+class Session(Protocol):
+    def finish(self) -> None:
+        """Called once every operation of the transaction ran, before ``COMMIT``."""
+
+
+_S = TypeVar("_S", bound=Session)
 
 
 @dataclass(slots=True)
 class _Job:
-    work: Operation
+    work: Callable[[Any], Any]
     future: asyncio.Future[Any]
     ok: bool = False
     value: Any = None  # the result, or the exception when not ok
@@ -53,11 +66,18 @@ class _Stop:
         self.future = future
 
 
-class BatchExecutor:
-    """Runs operations on one connection, in one thread, many per transaction."""
+class BatchExecutor(Generic[_S]):
+    """Runs operations on one connection, in one thread, many per transaction, each given the transaction's session."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], *, name: str = "tollgate-sqlite") -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        session: Callable[[sqlite3.Connection], _S],
+        *,
+        name: str = "tollgate-sqlite",
+    ) -> None:
         self._connect = connect
+        self._session = session
         self._name = name
         self._queue: queue.SimpleQueue[_Job | _Stop] = queue.SimpleQueue()
         self._lock = threading.Lock()  # makes "closed?" and "enqueue" one step
@@ -66,8 +86,8 @@ class BatchExecutor:
         self._closed = False
         self.batches = 0  # transactions begun, re-runs of a failed batch included
 
-    async def run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """The result of ``work(connection)`` once the transaction it ran in has committed."""
+    async def run(self, work: Callable[[_S], _T]) -> _T:
+        """The result of ``work(session)`` once the transaction it ran in has committed."""
         future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
         with self._lock:
             if self._closed:
@@ -150,12 +170,18 @@ class BatchExecutor:
         """Run ``jobs`` in one transaction. Results are recorded; nothing is delivered here."""
         self.batches += 1
         with transaction(db, checkpoint=False):
+            session = self._session(db)
             for job in jobs:
                 try:
-                    job.value, job.ok = job.work(db), True
+                    job.value, job.ok = job.work(session), True
                 except Exception as exc:
                     job.value, job.ok = exc, False
                     raise _OperationFailed from exc
+            try:
+                session.finish()
+            except Exception as exc:  # maybe one operation's doing: each alone will tell (``_run_batch``)
+                _fail(jobs, exc)
+                raise _OperationFailed from exc
         # Committed. A job that raised in an earlier attempt but succeeded now keeps the new result.
 
     def _connection(self) -> sqlite3.Connection:

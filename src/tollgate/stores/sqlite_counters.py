@@ -4,7 +4,9 @@ Concurrency (docs/decisions/0013, 0019): WAL journal, every change in a ``BEGIN 
 single write lock up front, so read-decide-write can never interleave with another process), ``busy_timeout`` so a
 waiting process queues instead of failing. Each store owns one connection, used only by its own thread
 (``stores/sqlite_batch.py``), so the event loop never blocks on the lock; the operations waiting at one moment share
-one transaction (group commit), and each caller hears back only after that transaction committed.
+one transaction (group commit), and each caller hears back only after that transaction committed. Within a
+transaction the counters live in memory (``stores/sqlite_counter_rows.py``, decision 0058): each is read once and each
+changed one written once, before ``COMMIT``, however many reserves and settles of the batch touched it.
 
 Tables: ``budget_counters`` (one row per budget, scope value and window start), ``budget_reservations`` (one row per
 held reservation per counter, with its deadline) and ``outbox`` (ledger entries waiting for the ledger writer). The
@@ -23,6 +25,7 @@ from typing import TypeVar
 from tollgate.budgets.model import Claim, CounterKey, CounterState, OutboxItem, Reservation, ReserveOutcome
 from tollgate.stores.sqlite_base import DrainLock, connect_wal, sqlite_errors, sqlite_path, transaction
 from tollgate.stores.sqlite_batch import BatchExecutor
+from tollgate.stores.sqlite_counter_rows import CounterRows, state_of
 
 SWEEP_INTERVAL_S = 60.0  # how often settle drops counters whose expiry passed
 
@@ -70,25 +73,12 @@ _MIGRATE_NEXT_DEADLINE = (
     " AND r.window_start = budget_counters.window_start)",
 )
 
-_STATE = "used_tokens, used_micros, reserved_tokens, reserved_micros, blocked"
 _WHERE_KEY = "WHERE budget = ? AND scope_value = ? AND window_start = ?"
 
-_ADD = f"""
-INSERT INTO budget_counters
-    (budget, scope_value, window_start, expires_at, used_tokens, used_micros, reserved_tokens, reserved_micros,
-     blocked, next_deadline)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (budget, window_start, scope_value) DO UPDATE SET
-    expires_at = max(expires_at, excluded.expires_at),
-    used_tokens = used_tokens + excluded.used_tokens,
-    used_micros = used_micros + excluded.used_micros,
-    reserved_tokens = reserved_tokens + excluded.reserved_tokens,
-    reserved_micros = reserved_micros + excluded.reserved_micros,
-    blocked = blocked + excluded.blocked,
-    next_deadline = min(coalesce(next_deadline, excluded.next_deadline),
-                        coalesce(excluded.next_deadline, next_deadline))
-RETURNING {_STATE}, next_deadline
-"""
+_INSERT_HOLD = (
+    "INSERT INTO budget_reservations (budget, scope_value, window_start, reservation_id, tokens, micros, deadline)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def translate_errors() -> AbstractContextManager[None]:
@@ -98,7 +88,7 @@ def translate_errors() -> AbstractContextManager[None]:
 
 class SqliteCounterStore:
     def __init__(self, path: str) -> None:
-        self._executor = BatchExecutor(lambda: _connect(path), name="tollgate-sqlite")
+        self._executor = BatchExecutor(lambda: _connect(path), CounterRows, name="tollgate-sqlite")
         self._next_sweep = 0.0
         self._drain = DrainLock(path)
 
@@ -114,7 +104,7 @@ class SqliteCounterStore:
     # -- the CounterStore protocol --------------------------------------------------------------------------------
 
     async def reserve(self, claims: Sequence[Claim], reservation: Reservation, now: float) -> ReserveOutcome:
-        return await self._run(lambda db: _reserve(db, claims, reservation, now))
+        return await self._run(lambda rows: _reserve(rows, claims, reservation, now))
 
     async def settle(
         self,
@@ -132,11 +122,11 @@ class SqliteCounterStore:
         if sweep:
             self._next_sweep = now + SWEEP_INTERVAL_S
 
-        def work(db: sqlite3.Connection) -> None:
-            _settle(db, claims, reservation, tokens, micros, now)
-            db.execute("INSERT INTO outbox (request_id, payload) VALUES (?, ?)", (request_id, payload))
+        def work(rows: CounterRows) -> None:
+            _settle(rows, claims, reservation, tokens, micros, now)
+            rows.db.execute("INSERT INTO outbox (request_id, payload) VALUES (?, ?)", (request_id, payload))
             if sweep:
-                _sweep(db, now)
+                _sweep(rows, now)
 
         await self._run(work)
 
@@ -155,8 +145,8 @@ class SqliteCounterStore:
         return None
 
     async def append_outbox(self, request_id: str, payload: bytes) -> None:
-        def work(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO outbox (request_id, payload) VALUES (?, ?)", (request_id, payload))
+        def work(rows: CounterRows) -> None:
+            rows.db.execute("INSERT INTO outbox (request_id, payload) VALUES (?, ?)", (request_id, payload))
 
         await self._run(work)
 
@@ -166,37 +156,38 @@ class SqliteCounterStore:
             if not self._drain.try_hold():
                 return []
 
-        def work(db: sqlite3.Connection) -> list[OutboxItem]:
-            rows = db.execute("SELECT id, payload FROM outbox ORDER BY id LIMIT ?", (max_items,)).fetchall()
-            return [OutboxItem(str(row_id), bytes(payload)) for row_id, payload in rows]
+        def work(rows: CounterRows) -> list[OutboxItem]:
+            found = rows.db.execute("SELECT id, payload FROM outbox ORDER BY id LIMIT ?", (max_items,)).fetchall()
+            return [OutboxItem(str(row_id), bytes(payload)) for row_id, payload in found]
 
         return await self._run(work)
 
     async def ack_outbox(self, ids: Sequence[str]) -> None:
-        rows = [(int(i),) for i in ids]
+        keys = [(int(i),) for i in ids]
 
-        def work(db: sqlite3.Connection) -> None:
-            db.executemany("DELETE FROM outbox WHERE id = ?", rows)
+        def work(rows: CounterRows) -> None:
+            rows.db.executemany("DELETE FROM outbox WHERE id = ?", keys)
 
-        if rows:
+        if keys:
             await self._run(work)
 
     async def snapshot(self, windows: Sequence[tuple[str, int]], now: float) -> list[CounterState]:
-        def work(db: sqlite3.Connection) -> list[CounterState]:
+        def work(rows: CounterRows) -> list[CounterState]:
+            rows.flush()  # counters this transaction created must be listed below
             states: list[CounterState] = []
             for budget, start in windows:
-                values = db.execute(
+                values = rows.db.execute(
                     "SELECT scope_value FROM budget_counters WHERE budget = ? AND window_start = ?"
                     " ORDER BY scope_value",
                     (budget, start),
                 ).fetchall()
-                states.extend(_read(db, CounterKey(budget, value, start), now) for (value,) in values)
+                states.extend(_read(rows, CounterKey(budget, value, start), now) for (value,) in values)
             return states
 
         return await self._run(work)
 
     async def ping(self) -> None:
-        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+        await self._run(lambda rows: rows.db.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
         try:
@@ -206,7 +197,7 @@ class SqliteCounterStore:
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
-    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    async def _run(self, work: Callable[[CounterRows], _T]) -> _T:
         with translate_errors():
             return await self._executor.run(work)
 
@@ -228,42 +219,39 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-def _reserve(db: sqlite3.Connection, claims: Sequence[Claim], reservation: Reservation, now: float) -> ReserveOutcome:
-    states = [_read(db, claim.counter, now) for claim in claims]
+def _reserve(rows: CounterRows, claims: Sequence[Claim], reservation: Reservation, now: float) -> ReserveOutcome:
+    states = [_read(rows, claim.counter, now) for claim in claims]
     fits = [
         claim.admits(state, reservation.tokens, reservation.micros) for claim, state in zip(claims, states, strict=True)
     ]
     for index, claim in enumerate(claims):
         if claim.blocking and not fits[index]:
             return ReserveOutcome(index, tuple(states))  # nothing written but purges, which commit (harmless)
-    after = []
-    for claim, fit, state in zip(claims, fits, states, strict=True):
+    holds = []
+    for claim, fit in zip(claims, fits, strict=True):
         blocked = 0 if fit else 1
         if claim.reserve:
-            db.execute(
-                "INSERT INTO budget_reservations"
-                " (budget, scope_value, window_start, reservation_id, tokens, micros, deadline)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (*_key(claim.counter), reservation.id, reservation.tokens, reservation.micros, reservation.deadline),
+            holds.append(
+                (*_key(claim.counter), reservation.id, reservation.tokens, reservation.micros, reservation.deadline)
             )
-            state, _ = _add(
-                db,
-                claim,
+            rows.add(
+                claim.counter,
+                claim.expires_at,
                 reserved_tokens=reservation.tokens,
                 reserved_micros=reservation.micros,
                 blocked=blocked,
                 deadline=reservation.deadline,
             )
         elif blocked:
-            state, _ = _add(db, claim, blocked=blocked)
-        after.append(state)
-    if len({claim.counter for claim in claims}) < len(claims):  # one counter twice: read it after both changes
-        after = [_read(db, claim.counter, now) for claim in claims]
-    return ReserveOutcome(None, tuple(after))
+            rows.add(claim.counter, claim.expires_at, blocked=blocked)
+    if holds:
+        rows.db.executemany(_INSERT_HOLD, holds)
+    # Read after every change: a counter named twice shows both.
+    return ReserveOutcome(None, tuple(state_of(claim.counter, rows.get(claim.counter)) for claim in claims))
 
 
 def _settle(
-    db: sqlite3.Connection,
+    rows: CounterRows,
     claims: Sequence[Claim],
     reservation: Reservation | None,
     tokens: int,
@@ -275,77 +263,55 @@ def _settle(
         if claim.reserve and reservation is not None:
             # Its own hold first, expired or not: the purge below would give back an expired one just the same, and
             # a hold already purged (by another request) is not found here, so nothing is subtracted twice.
-            gone = db.execute(
+            gone = rows.db.execute(
                 f"DELETE FROM budget_reservations {_WHERE_KEY} AND reservation_id = ? RETURNING tokens, micros",
                 (*_key(claim.counter), reservation.id),
             ).fetchall()
             held_tokens = sum(row[0] for row in gone)
             held_micros = sum(row[1] for row in gone)
-        _, next_deadline = _add(
-            db,
-            claim,
+        row = rows.add(
+            claim.counter,
+            claim.expires_at,
             used_tokens=tokens,
             used_micros=micros,
             reserved_tokens=-held_tokens,
             reserved_micros=-held_micros,
         )
-        if next_deadline is not None and next_deadline <= now:
-            _purge(db, claim.counter, now)
+        if row.next_deadline is not None and row.next_deadline <= now:
+            _purge(rows, claim.counter, now)
 
 
-def _read(db: sqlite3.Connection, key: CounterKey, now: float) -> CounterState:
+def _read(rows: CounterRows, key: CounterKey, now: float) -> CounterState:
     """The counter after its expired reservations were purged (the purge runs only if one can have expired)."""
-    row = db.execute(f"SELECT {_STATE}, next_deadline FROM budget_counters {_WHERE_KEY}", _key(key)).fetchone()
-    if row is None:
-        return CounterState(key.budget, key.scope_value, key.window_start)
-    if row[5] is not None and row[5] <= now:
-        return _purge(db, key, now)
-    return CounterState(key.budget, key.scope_value, key.window_start, *row[:5])
+    row = rows.get(key)
+    if row.next_deadline is not None and row.next_deadline <= now:
+        _purge(rows, key, now)
+    return state_of(key, row)
 
 
-def _purge(db: sqlite3.Connection, key: CounterKey, now: float) -> CounterState:
+def _purge(rows: CounterRows, key: CounterKey, now: float) -> None:
     """Drop the counter's reservations whose deadline passed, give back what they held, and set ``next_deadline``
-    to the earliest deadline left. Returns the counter (which must exist)."""
-    gone = db.execute(
+    to the earliest deadline left."""
+    gone = rows.db.execute(
         f"DELETE FROM budget_reservations {_WHERE_KEY} AND deadline <= ? RETURNING tokens, micros", (*_key(key), now)
     ).fetchall()
-    row = db.execute(
-        "UPDATE budget_counters SET reserved_tokens = reserved_tokens - ?, reserved_micros = reserved_micros - ?,"
-        f" next_deadline = (SELECT min(deadline) FROM budget_reservations {_WHERE_KEY})"
-        f" {_WHERE_KEY} RETURNING {_STATE}",
-        (sum(r[0] for r in gone), sum(r[1] for r in gone), *_key(key), *_key(key)),
-    ).fetchone()
-    return CounterState(key.budget, key.scope_value, key.window_start, *row)
+    (earliest,) = rows.db.execute(f"SELECT min(deadline) FROM budget_reservations {_WHERE_KEY}", _key(key)).fetchone()
+    row = rows.get(key)
+    row.reserved_tokens -= sum(r[0] for r in gone)
+    row.reserved_micros -= sum(r[1] for r in gone)
+    row.next_deadline = earliest
+    rows.changed(key)
 
 
-def _add(
-    db: sqlite3.Connection,
-    claim: Claim,
-    *,
-    used_tokens: int = 0,
-    used_micros: int = 0,
-    reserved_tokens: int = 0,
-    reserved_micros: int = 0,
-    blocked: int = 0,
-    deadline: float | None = None,
-) -> tuple[CounterState, float | None]:
-    """Add to the counter (created when missing); returns it as it is now, and its ``next_deadline``."""
-    key = claim.counter
-    row = db.execute(
-        _ADD,
-        (*_key(key), claim.expires_at, used_tokens, used_micros, reserved_tokens, reserved_micros, blocked, deadline),
-    ).fetchone()
-    return CounterState(key.budget, key.scope_value, key.window_start, *row[:5]), row[5]
-
-
-def _sweep(db: sqlite3.Connection, now: float) -> None:
+def _sweep(rows: CounterRows, now: float) -> None:
     """Drop counters (and their reservations, all past deadline by then) whose expiry passed."""
-    db.execute(
+    rows.flush()
+    rows.db.execute(
         "DELETE FROM budget_reservations WHERE (budget, window_start, scope_value) IN"
         " (SELECT budget, window_start, scope_value FROM budget_counters WHERE expires_at <= ?)",
         (now,),
     )
-    db.execute("DELETE FROM budget_counters WHERE expires_at <= ?", (now,))
+    rows.db.execute("DELETE FROM budget_counters WHERE expires_at <= ?", (now,))
 
 
 def _key(key: CounterKey) -> tuple[str, str, int]:
