@@ -240,3 +240,29 @@ def test_operations_batched_together_leave_what_separate_transactions_leave(tmp_
     assert final["dev-daily", "bob"].used_tokens == 31
     assert final["org-daily", "all"].reserved_tokens == 0
     assert final["org-daily", "all"].used_tokens > 0
+
+
+def test_a_sweep_in_the_batch_deletes_counters_the_batch_created_before_it(tmp_path: Path) -> None:
+    """The sweep's SQL runs after ``flush()``: a counter the same transaction created and changed, already expired at
+    the sweep's clock, is deleted with its hold, not written back after the DELETE by ``finish()``."""
+    soon = Claim(ALICE, int(NOW) + 10, 1000, None, True, "hard")
+    path = tmp_path / "c.db"
+
+    async def main() -> int:
+        store = SqliteCounterStore(str(path))
+        try:
+            await store.ping()
+            before = store.batches
+            await asyncio.gather(
+                store.reserve([soon], Reservation("r1", 10, 0, NOW + 900), NOW),
+                # A store's first settle sweeps; with no claims it touches no counter itself.
+                store.settle([], None, tokens=0, micros=0, now=NOW + 100, request_id="s", payload=b"{}"),
+            )
+            return store.batches - before
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == 1  # both in one transaction, or this test proves nothing
+    contents = _contents(path)
+    assert contents[0] == []  # the counter
+    assert contents[1] == []  # its hold

@@ -10,7 +10,7 @@ changed one written once, before ``COMMIT``, however many reserves and settles o
 
 Tables: ``budget_counters`` (one row per budget, scope value and window start), ``budget_reservations`` (one row per
 held reservation per counter, with its deadline) and ``outbox`` (ledger entries waiting for the ledger writer). The
-SQL mirrors ``stores/lua/*.lua``; the contract tests hold both to the same cases. ``budget_counters.next_deadline``
+logic mirrors ``stores/lua/*.lua``; the contract tests hold both to the same cases. ``budget_counters.next_deadline``
 is never later than the earliest deadline of the counter's reservations (NULL: none held), so the purge of expired
 reservations runs only when one can have expired; settles leave it early, and the next purge corrects it.
 """
