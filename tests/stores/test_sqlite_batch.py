@@ -95,6 +95,16 @@ async def queued(*calls: Awaitable[Any]) -> list[asyncio.Task[Any]]:
     return tasks
 
 
+async def behind_a_gate(executor: BatchExecutor[Any], *calls: Awaitable[Any]) -> list[Any]:
+    """Run ``calls`` as one batch (queued while a gate holds the executor's thread); outcomes or exceptions."""
+    gate = Gate()
+    held = await gate.hold(executor)
+    tasks = await queued(*calls)
+    gate.open()
+    await held
+    return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+
 def test_operations_waiting_together_share_one_transaction(tmp_path: Path) -> None:
     async def main() -> tuple[list[int], int]:
         executor = BatchExecutor(connector(tmp_path / "b.db"), Plain)
@@ -135,13 +145,8 @@ def test_a_failing_operation_fails_alone_and_the_others_commit(tmp_path: Path) -
     async def main() -> tuple[list[Any], int]:
         executor = BatchExecutor(connector(tmp_path / "b.db"), Plain)
         try:
-            gate = Gate()
-            held = await gate.hold(executor)
-            tasks = await queued(executor.run(insert(1)), executor.run(half_then_fail), executor.run(insert(2)))
-            gate.open()
-            await held
-            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-            return outcomes, executor.batches
+            calls = executor.run(insert(1)), executor.run(half_then_fail), executor.run(insert(2))
+            return await behind_a_gate(executor, *calls), executor.batches
         finally:
             await executor.close()
 
@@ -215,13 +220,8 @@ def test_a_commit_that_fails_fails_every_operation_of_its_batch(tmp_path: Path) 
     async def main() -> tuple[list[Any], int]:
         executor = BatchExecutor(connector(path), Plain)
         try:
-            gate = Gate()
-            held = await gate.hold(executor)
             # The foreign key is checked at COMMIT only: no operation raises, the commit does.
-            tasks = await queued(executor.run(insert(1)), executor.run(insert(2, parent=42)))
-            gate.open()
-            await held
-            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            outcomes = await behind_a_gate(executor, executor.run(insert(1)), executor.run(insert(2, parent=42)))
             assert await executor.run(insert(3)) == 3  # the connection is usable again
             return outcomes, executor.batches
         finally:
@@ -340,13 +340,8 @@ def test_a_finish_that_fails_reruns_each_operation_alone_with_a_new_session(tmp_
     async def main() -> tuple[list[Any], int]:
         executor = BatchExecutor(connector(tmp_path / "b.db"), Picky)
         try:
-            gate = Gate()
-            held = await gate.hold(executor)
-            tasks = await queued(executor.run(insert(1)), executor.run(marks), executor.run(insert(2)))
-            gate.open()
-            await held
-            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-            return outcomes, executor.batches
+            calls = executor.run(insert(1)), executor.run(marks), executor.run(insert(2))
+            return await behind_a_gate(executor, *calls), executor.batches
         finally:
             await executor.close()
 
