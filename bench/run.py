@@ -21,6 +21,7 @@ import hashlib
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -86,6 +87,7 @@ class Row:
     cpu_ms_per_request: float
     peak_rss_mb: float
     cores_busy: tuple[int, ...] = ()  # % of each CPU busy (anything, not only the gateway) during the gateway runs
+    beside_ms_per_request: float | None = None  # CPU of the simulator, the bench's Redis and wrk per gateway request
 
 
 # ---------------------------------------------------------------- processes
@@ -122,6 +124,13 @@ def free_port() -> int:
 @contextlib.contextmanager
 def redis_server(tmp: Path) -> Iterator[str]:
     """The bench's own Redis (no persistence), pinned with the load generator; yields its URL."""
+    with redis_process(tmp) as (url, _pid):
+        yield url
+
+
+@contextlib.contextmanager
+def redis_process(tmp: Path) -> Iterator[tuple[str, int]]:
+    """``redis_server``, yielding its URL and its process id."""
     if not shutil.which("redis-server"):
         raise SystemExit("bench: redis-server is not installed (apt-get install -y redis-server)")
     port = free_port()
@@ -140,7 +149,7 @@ def redis_server(tmp: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise SystemExit("bench: redis-server not answering after 30 s")
             time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc.pid  # taskset runs redis-server in its own process
 
 
 def wait_ready(url: str, body: bytes, headers: dict[str, str], proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -189,6 +198,12 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             fields = stat[stat.rindex(")") + 2 :].split()
             total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
     return total / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU of this process's children that have ended and been waited for (wrk runs), in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def core_jiffies() -> list[tuple[int, int]]:
@@ -362,12 +377,15 @@ def measure(
     workers: int,
     direct: bool,
     repeat: int,
+    beside: Sequence[int] = (),
 ) -> Row:
-    """``repeat`` pairs of runs (direct, then gateway); each column is the median over the pairs."""
+    """``repeat`` pairs of runs (direct, then gateway); each column is the median over the pairs. ``beside``: the
+    processes that share the machine with the gateway (simulator, Redis), counted with wrk in ``beside CPU``."""
     pin = workers == 1
     directs: list[WrkResult] = []
     gateways: list[WrkResult] = []
     cpu_per_request: list[float] = []
+    beside_per_request: list[float] = []
     busy: list[tuple[int, ...]] = []
     for _ in range(repeat):
         if direct:
@@ -380,10 +398,13 @@ def measure(
             )
         pids = worker_pids(gw_pid, workers)
         before, cores_before = cpu_seconds(pids), core_jiffies()
+        beside_before = cpu_seconds(beside) + children_cpu_seconds()
         result = run_wrk(
             wrk_command(f"http://127.0.0.1:{gw_port}", endpoint, endpoint.gateway_model, connections, seconds, pin)
         )
         cpu_per_request.append((cpu_seconds(pids) - before) * 1000 / max(result.requests, 1))
+        beside_cpu = cpu_seconds(beside) + children_cpu_seconds() - beside_before
+        beside_per_request.append(beside_cpu * 1000 / max(result.requests, 1))
         busy.append(busy_percent(cores_before, core_jiffies()))
         gateways.append(result)
     row = Row(
@@ -396,6 +417,7 @@ def measure(
         cpu_ms_per_request=statistics.median(cpu_per_request),
         peak_rss_mb=peak_rss_mb(worker_pids(gw_pid, workers)),
         cores_busy=tuple(round(statistics.median(core)) for core in zip(*busy, strict=True)),
+        beside_ms_per_request=statistics.median(beside_per_request) if beside else None,
     )
     print(format_row(row), flush=True)
     return row
@@ -499,17 +521,19 @@ def format_row(row: Row) -> str:
     added = f"{g.p50_ms - d.p50_ms:.2f}" if d else "—"
     direct = f"{d.rps:,.0f} | {d.p50_ms:.2f} | {d.p99_ms:.2f}" if d else "— | — | —"
     errors = g.non2xx + g.socket_errors + ((d.non2xx + d.socket_errors) if d else 0)
+    beside = f"{row.beside_ms_per_request:.3f}" if row.beside_ms_per_request is not None else "—"
     return (
         f"| {row.store} | {row.endpoint} | {row.connections} | {row.workers} | {direct} | {g.rps:,.0f} | "
-        f"{g.p50_ms:.2f} | {g.p90_ms:.2f} | {g.p99_ms:.2f} | {added} | {row.cpu_ms_per_request:.3f} | "
+        f"{g.p50_ms:.2f} | {g.p90_ms:.2f} | {g.p99_ms:.2f} | {added} | {row.cpu_ms_per_request:.3f} | {beside} | "
         f"{row.peak_rss_mb:.0f} | {errors} | {' / '.join(map(str, row.cores_busy))} |"
     )
 
 
 HEADER = (
     "| store | endpoint | conns | workers | direct req/s | direct p50 ms | direct p99 ms | gateway req/s | "
-    "gw p50 ms | gw p90 ms | gw p99 ms | added p50 ms | gw CPU ms/req | peak RSS MB | errors | cores busy % |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "gw p50 ms | gw p90 ms | gw p99 ms | added p50 ms | gw CPU ms/req | beside CPU ms/req | peak RSS MB | errors | "
+    "cores busy % |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -588,9 +612,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim_port = free_port()
         sim_cmd = ["taskset", "-c", LOAD_CORE, TOLLGATE, "simulate", "--port", str(sim_port), "--no-record"]
         commands.append(shlex.join(sim_cmd))
-        with started(sim_cmd, tmp / "simulator.log") as sim, redis_server(tmp) as redis_url:
+        with started(sim_cmd, tmp / "simulator.log") as sim, redis_process(tmp) as (redis_url, redis_pid):
             url, body, headers = probe(sim_port, "gpt-4o-mini")
             wait_ready(url, body, headers, sim, tmp / "simulator.log")
+            beside = [*descendants(sim.pid), redis_pid]
             print(HEADER, flush=True)
             for store in stores:
                 with gateway(tmp, store, sim_port, 1, True, store, redis_url) as (pid, port, db, cmd):
@@ -600,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for endpoint in endpoints:
                         for conns in connections:
                             row = measure(
-                                store, endpoint, conns, args.seconds, sim_port, pid, port, 1, True, args.repeat
+                                store, endpoint, conns, args.seconds, sim_port, pid, port, 1, True, args.repeat, beside
                             )
                             rows.append(row)
                             commands.append(row.direct.command if row.direct else "")
@@ -613,7 +638,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                             run_wrk(wrk_command(f"http://127.0.0.1:{port}", ENDPOINTS[0], "bench-gpt", 16, 2, False))
                             for conns in [c for c in connections if c >= 16]:
                                 row = measure(
-                                    store, ENDPOINTS[0], conns, args.seconds, sim_port, pid, port, 2, False, args.repeat
+                                    store,
+                                    ENDPOINTS[0],
+                                    conns,
+                                    args.seconds,
+                                    sim_port,
+                                    pid,
+                                    port,
+                                    2,
+                                    False,
+                                    args.repeat,
+                                    beside,
                                 )
                                 rows.append(row)
                                 commands.append(row.gateway.command)

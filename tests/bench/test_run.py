@@ -4,6 +4,7 @@ minutes); these make sure the numbers it writes are read and summed right."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -12,10 +13,12 @@ import time
 
 import pytest
 from bench.run import (
+    HEADER,
     Row,
     WrkResult,
     breakdown,
     busy_percent,
+    children_cpu_seconds,
     cpu_seconds,
     descendants,
     format_row,
@@ -113,10 +116,14 @@ def test_format_row_subtracts_the_direct_p50_and_adds_every_error() -> None:
         cpu_ms_per_request=0.2664,
         peak_rss_mb=50.2,
         cores_busy=(99, 68),
+        beside_ms_per_request=0.1564,
     )
     cells = [cell.strip() for cell in format_row(row).strip("|").split("|")]
-    assert cells[7] == "3,677" and cells[11] == "2.69" and cells[12] == "0.266"
-    assert cells[14] == "10" and cells[15] == "99 / 68"
+    assert cells[7] == "3,677" and cells[11] == "2.69" and cells[12] == "0.266" and cells[13] == "0.156"
+    assert cells[15] == "10" and cells[16] == "99 / 68"
+    assert len(cells) == HEADER.splitlines()[0].count("|") - 1  # one cell per column
+    unmeasured = dataclasses.replace(row, beside_ms_per_request=None)
+    assert [cell.strip() for cell in format_row(unmeasured).strip("|").split("|")][13] == "—"
 
 
 def test_profile_breakdown_counts_self_inclusive_and_per_file_once_per_sample() -> None:
@@ -150,3 +157,10 @@ def test_process_accounting_reads_this_process_and_its_children_from_proc() -> N
     finally:
         child.kill()
         child.wait()
+
+
+def test_children_cpu_counts_a_child_once_it_has_ended() -> None:
+    before = children_cpu_seconds()
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)  # waited for, like wrk
+    assert children_cpu_seconds() - before >= 0.25
