@@ -14,6 +14,7 @@ from typing import Any
 
 from tollgate.budgets.model import Claim, CounterKey, Reservation
 from tollgate.stores import open_counter_store
+from tollgate.stores.redis_counters import RedisCounterStore
 from tollgate.stores.sqlite_base import connect_wal, transaction
 from tollgate.stores.sqlite_counter_rows import CounterRows, state_of
 from tollgate.stores.sqlite_counters import SqliteCounterStore
@@ -142,7 +143,7 @@ def test_a_rolled_back_transaction_leaves_nothing(tmp_path: Path) -> None:
 
 # -- batched transactions give what separate ones give ------------------------------------------------------------
 
-Op = Callable[[SqliteCounterStore], Awaitable[Any]]
+Op = Callable[[SqliteCounterStore | RedisCounterStore], Awaitable[Any]]  # one script, either store
 
 
 def _claims() -> list[Claim]:
@@ -222,7 +223,7 @@ def _run_on_redis(url: str, ops: list[Op]) -> list[Any]:
     async def main() -> list[Any]:
         store = open_counter_store(url)
         try:
-            return [await op(store) for op in ops]  # type: ignore[arg-type]
+            return [await op(store) for op in ops]
         finally:
             await store.close()
 

@@ -59,11 +59,11 @@ class CounterRows:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self._rows: dict[CounterKey, CounterRow] = {}
-        self._changed: dict[CounterKey, CounterRow] = {}
+        self._changed: set[CounterKey] = set()  # of the counters in _rows, those to write
 
     def get(self, key: CounterKey) -> CounterRow:
         """The counter as the transaction has it now (read from the file the first time). Change it only through
-        ``add`` and ``changed``."""
+        ``add`` and ``give_back``."""
         row = self._rows.get(key)
         if row is None:
             found = self.db.execute(_SELECT, (key.budget, key.scope_value, key.window_start)).fetchone()
@@ -94,12 +94,17 @@ class CounterRows:
         row.blocked += blocked
         if deadline is not None and (row.next_deadline is None or deadline < row.next_deadline):
             row.next_deadline = deadline
-        self._changed[key] = row
+        self._changed.add(key)
         return row
 
-    def changed(self, key: CounterKey) -> None:
-        """``get(key)`` was changed in place (a purge): write it at the end."""
-        self._changed[key] = self.get(key)
+    def give_back(self, key: CounterKey, tokens: int, micros: int, next_deadline: float | None) -> None:
+        """A purge: the expired reservations' ``tokens`` and ``micros`` are no longer reserved, and the earliest
+        deadline still held is ``next_deadline`` (None: nothing held)."""
+        row = self.get(key)
+        row.reserved_tokens -= tokens
+        row.reserved_micros -= micros
+        row.next_deadline = next_deadline
+        self._changed.add(key)
 
     def flush(self) -> None:
         """Write every changed counter and forget every counter read, so that SQL on ``budget_counters`` sees them."""
@@ -119,7 +124,8 @@ class CounterRows:
                         row.blocked,
                         row.next_deadline,
                     )
-                    for key, row in self._changed.items()
+                    for key, row in self._rows.items()
+                    if key in self._changed
                 ],
             )
         self._changed.clear()

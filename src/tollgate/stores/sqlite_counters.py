@@ -296,11 +296,7 @@ def _purge(rows: CounterRows, key: CounterKey, now: float) -> None:
         f"DELETE FROM budget_reservations {_WHERE_KEY} AND deadline <= ? RETURNING tokens, micros", (*_key(key), now)
     ).fetchall()
     (earliest,) = rows.db.execute(f"SELECT min(deadline) FROM budget_reservations {_WHERE_KEY}", _key(key)).fetchone()
-    row = rows.get(key)
-    row.reserved_tokens -= sum(r[0] for r in gone)
-    row.reserved_micros -= sum(r[1] for r in gone)
-    row.next_deadline = earliest
-    rows.changed(key)
+    rows.give_back(key, sum(r[0] for r in gone), sum(r[1] for r in gone), earliest)
 
 
 def _sweep(rows: CounterRows, now: float) -> None:
